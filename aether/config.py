@@ -1,0 +1,180 @@
+"""Configuration: one lookup order, documented once.
+
+1. the kernel command line, ``aether.<key>=value``;
+2. the data partition, ``/var/lib/aether/config``;
+3. the image defaults, ``/etc/aether/defaults``;
+4. the built-in default below.
+
+Files hold ``key = value`` lines; ``#`` starts a comment.  A bad value never
+fails the boot: it is reported (where it came from, what is wrong, what is
+used instead) and the next source down is used.
+"""
+
+CMDLINE = "/proc/cmdline"
+DATA_CONFIG = "/var/lib/aether/config"
+IMAGE_DEFAULTS = "/etc/aether/defaults"
+PREFIX = "aether."
+
+
+class ConfigError(ValueError):
+    """A configuration value breaks its rule."""
+
+
+def _hostname(value):
+    if not 1 <= len(value) <= 64:
+        raise ConfigError("a hostname has 1 to 64 characters")
+    for label in value.split("."):
+        if not label or len(label) > 63:
+            raise ConfigError("each dot-separated part needs 1 to 63 characters")
+        if label[0] == "-" or label[-1] == "-":
+            raise ConfigError("a part may not start or end with '-'")
+        bad = sorted({c for c in label if not (c.isascii() and (c.isalnum() or c == "-"))})
+        if bad:
+            raise ConfigError(f"only letters, digits and '-' are allowed (found {''.join(bad)!r})")
+    return value
+
+
+def _consoles(value):
+    if value == "auto":
+        return value
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise ConfigError("give 'auto' or a comma-separated list such as ttyS0,tty1")
+    for name in names:
+        if "/" in name or not name.startswith("tty") and not name.startswith("hvc"):
+            raise ConfigError(f"{name!r} is not a terminal name such as ttyS0, tty1 or hvc0")
+    return names
+
+
+def _choice(*choices):
+    def check(value):
+        if value not in choices:
+            raise ConfigError(f"use one of: {', '.join(choices)}")
+        return value
+    return check
+
+
+def _seconds(low, high):
+    def check(value):
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ConfigError("give a number of seconds, e.g. 5 or 0.5") from None
+        if not low < seconds <= high:
+            raise ConfigError(f"must be more than {low:g} and at most {high:g} seconds")
+        return seconds
+    return check
+
+
+# key -> (built-in default, validator, one-line description)
+KEYS = {
+    "hostname": ("aether", _hostname, "the machine's hostname"),
+    "consoles": ("auto", _consoles,
+                 "terminals that get a console: 'auto' (serial ttyS0 if present, and tty1) "
+                 "or a list such as ttyS0,tty1"),
+    "log_level": ("info", _choice("debug", "info", "warning", "error"), "PID 1's log level"),
+    "stop_timeout": ("5", _seconds(0, 300),
+                     "seconds a service gets between TERM and KILL when stopped"),
+}
+
+
+def parse_cmdline(text):
+    """Split a kernel command line into words, honouring double quotes like the kernel."""
+    words, word, quoted, started = [], [], False, False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+            started = True
+        elif ch.isspace() and not quoted:
+            if started:
+                words.append("".join(word))
+            word, started = [], False
+        else:
+            word.append(ch)
+            started = True
+    if started:
+        words.append("".join(word))
+    return words
+
+
+def cmdline_settings(text):
+    """{key: value} for every ``aether.<key>=value`` word."""
+    found = {}
+    for word in parse_cmdline(text):
+        if word.startswith(PREFIX) and "=" in word:
+            key, _, value = word[len(PREFIX):].partition("=")
+            found[key] = value
+    return found
+
+
+def file_settings(text, origin, warn):
+    """{key: value} from ``key = value`` lines; bad lines are reported to warn()."""
+    found = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            warn(f"{origin}:{number}: ignoring {line!r}: expected 'key = value'")
+            continue
+        found[key.strip()] = value.strip()
+    return found
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+class Config:
+    """Resolved settings plus where each came from."""
+
+    def __init__(self, sources, warn):
+        """sources: [(origin, {key: raw value})] in lookup order (first wins)."""
+        self.values = {}
+        self.origin = {}
+        for key, (default, check, _desc) in KEYS.items():
+            self.values[key], self.origin[key] = check(default), "built-in default"
+            for origin, settings in reversed(sources):
+                if key not in settings:
+                    continue
+                try:
+                    self.values[key], self.origin[key] = check(settings[key]), origin
+                except ConfigError as e:
+                    warn(f"{origin}: {_spelled(key, origin)}={settings[key]!r} is not valid: {e}; "
+                         f"using {self._shown(key)!r} ({self.origin[key]})")
+        for origin, settings in sources:
+            for key in settings:
+                if key not in KEYS:
+                    warn(f"{origin}: unknown setting {_spelled(key, origin)!r} ignored "
+                         f"(known: {', '.join(sorted(KEYS))})")
+
+    def _shown(self, key):
+        value = self.values[key]
+        return ",".join(value) if isinstance(value, list) else value
+
+    def __getitem__(self, key):
+        return self.values[key]
+
+
+def _spelled(key, origin):
+    return PREFIX + key if origin == "kernel command line" else key
+
+
+def load(warn, cmdline=CMDLINE, data=DATA_CONFIG, defaults=IMAGE_DEFAULTS):
+    """Read every source in lookup order and resolve the settings."""
+    sources = []
+    text = _read(cmdline)
+    if text is not None:
+        sources.append(("kernel command line", cmdline_settings(text)))
+    for path in (data, defaults):
+        text = _read(path)
+        if text is not None:
+            sources.append((path, file_settings(text, path, warn)))
+    return Config(sources, warn)

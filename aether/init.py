@@ -1,0 +1,372 @@
+"""PID 1: boot the machine, supervise its services, reap, and shut down in order.
+
+Lean by design (it is on the boot path; tests/host/test_lean_imports.py checks
+what a fresh import loads): no subprocess, asyncio, threading, json, re, enum
+or socket.py.  It never exits as PID 1: an exception in a callback is logged
+and the loop goes on; anything worse drops into ``emergency()``, which keeps
+reaping forever.
+
+``--host`` runs the same loop on a development machine as a child subreaper
+(no mounts, no reboot(2)): the host tests use it.  Options in host mode:
+``--services FILE`` (JSON list of service specs), ``--status FILE``,
+``--control FIFO``.
+"""
+
+import _signal
+import os
+import sys
+import time
+from collections import deque
+
+from . import __version__, sysinfo
+from .log import Log
+from .loop import Loop
+from .reaper import Reaper
+from .services import ServiceSpec, Supervisor
+from .spawn import spawn
+from .states import ALWAYS, START, STOP
+
+CHILD_ENV = {"PATH": "/usr/bin", "HOME": "/root", "TERM": "linux", "LANG": "C.UTF-8"}
+OUTPUT_LINES = 200       # recent output lines kept per service
+KILL_GRACE = 2.0         # seconds after TERM/KILL of left-over processes at shutdown
+
+
+class RealOs:
+    """The supervisor's window on the OS: real processes, output captured into the log."""
+
+    def __init__(self, init):
+        self.init = init
+
+    def spawn(self, spec):
+        env = dict(CHILD_ENV, **(spec.env or {}))
+        if not spec.capture_output:
+            return spawn(spec.argv, env, setsid=spec.setsid)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = spawn(spec.argv, env, setsid=spec.setsid, stdout=w, stderr=w)
+        except OSError:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        self.init.capture(spec.name, r)
+        return pid
+
+    def kill(self, pid, sig):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def group_alive(self, pgid):
+        try:
+            os.kill(-pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+
+    def now(self):
+        return time.monotonic()
+
+
+class Init:
+    def __init__(self, host=False, status_path=None, control_path=None):
+        self.host = host
+        self.log = Log()
+        self.loop = Loop(on_error=lambda e: self.log.exception("internal error", e))
+        self.reaper = Reaper(self.log)
+        self.sup = Supervisor(RealOs(self), self.loop.call_later, self.reaper.claim, self.log,
+                              on_change=lambda _svc: self.write_status())
+        self.config = None
+        self.data_persistent = False
+        self.booted = None
+        self.pending = None
+        self.output = {}
+        self.status_path = status_path or "/run/aether/init.json"
+        self.control_path = control_path
+
+    # -- main ---------------------------------------------------------------------
+
+    def run(self):
+        self.log.info(f"AetherOS {__version__}: PID {os.getpid()}, Python {sys.version.split()[0]}"
+                      + (" (host mode: child subreaper)" if self.host else ""))
+        self.install_signals()
+        if self.host:
+            from . import syscalls
+            syscalls.set_child_subreaper()
+            self.booted = True
+        else:
+            os.chdir("/")
+            os.umask(0o022)
+            from . import boot
+            self.booted = boot.run(self)
+            if self.booted:
+                self.add_consoles()
+        if self.control_path:
+            try:
+                self.open_control(self.control_path)
+            except OSError as e:
+                self.log.warning(f"control FIFO {self.control_path} unavailable: {e}")
+        if self.booted:
+            self.sup.start_all()
+            self.log.info(f"boot finished at {self._uptime()}")
+        self.write_status()
+        while True:
+            try:
+                self.loop.run_once()
+                if self.pending:
+                    self.shutdown(self.pending)
+            except Exception as e:  # noqa: BLE001 - PID 1 logs and keeps going
+                self.log.exception("internal error in the main loop", e)
+
+    def install_signals(self):
+        # Whatever mask we inherited (a test wrapper, a container runtime), PID 1 must
+        # receive its signals.
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+        self.loop.on_signal(_signal.SIGCHLD, self.on_sigchld)
+        for sig in (_signal.SIGTERM, _signal.SIGUSR2, _signal.SIGPWR):
+            self.loop.on_signal(sig, lambda _s: self.request("poweroff"))
+        for sig in (_signal.SIGINT, _signal.SIGUSR1):
+            self.loop.on_signal(sig, lambda _s: self.request("reboot"))
+        self.loop.on_signal(_signal.SIGHUP, lambda _s: self.log.info("SIGHUP: nothing to reload"))
+
+    def on_sigchld(self, _signum):
+        before = self.reaper.orphans_reaped
+        self.reaper.reap()
+        if self.reaper.orphans_reaped != before:
+            self.write_status()
+
+    def request(self, action):
+        if self.pending is None:
+            self.log.info(f"{action} requested")
+            self.pending = action
+
+    # -- services -------------------------------------------------------------------
+
+    def add_consoles(self):
+        for tty in self.console_ttys():
+            self.sup.add(ServiceSpec(
+                f"console@{tty}",
+                [sys.executable, "-IS", "-m", "aether.console", "--tty", f"/dev/{tty}"],
+                restart=ALWAYS, setsid=True, backoff_initial=0.2, intensity=10, period=60.0,
+                retry_after=60.0, stop_timeout=self.config["stop_timeout"]))
+
+    def console_ttys(self):
+        wanted = self.config["consoles"]
+        if wanted != "auto":
+            return [t for t in wanted if self._tty_exists(t, report=True)]
+        ttys = []
+        if self._read(f"/sys/class/tty/ttyS0/type") not in ("", "0"):
+            ttys.append("ttyS0")
+        if os.path.exists("/sys/class/tty/tty1"):
+            ttys.append("tty1")
+        return ttys
+
+    def _tty_exists(self, tty, report=False):
+        if os.path.exists(f"/sys/class/tty/{tty}"):
+            return True
+        if report:
+            self.log.warning(f"aether.consoles names {tty}, but this machine has no /dev/{tty}; skipped")
+        return False
+
+    def capture(self, name, fd):
+        lines = self.output.setdefault(name, deque(maxlen=OUTPUT_LINES))
+        pending = bytearray()
+
+        def readable(fd):
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                self.loop.remove_reader(fd)
+                os.close(fd)
+                if pending:
+                    self._output_line(name, lines, bytes(pending))
+                return
+            pending.extend(data)
+            *complete, rest = pending.split(b"\n")
+            pending[:] = rest
+            for line in complete:
+                self._output_line(name, lines, line)
+
+        self.loop.add_reader(fd, readable)
+
+    def _output_line(self, name, lines, raw):
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        lines.append(text)
+        self.log.info(f"{name}| {text}")
+
+    # -- control FIFO -----------------------------------------------------------------
+
+    def open_control(self, path):
+        try:
+            os.mkfifo(path, 0o600)
+        except FileExistsError:
+            pass
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        buf = bytearray()
+
+        def readable(fd):
+            buf.extend(os.read(fd, 4096))
+            *lines, rest = buf.split(b"\n")
+            buf[:] = rest
+            for line in lines:
+                self.control(line.decode("utf-8", "replace").split())
+
+        self.loop.add_reader(fd, readable)
+
+    def control(self, words):
+        """Commands on the control FIFO: start|stop|restart NAME, poweroff, reboot."""
+        if words in (["poweroff"], ["reboot"]):
+            return self.request(words[0])
+        if len(words) == 2 and words[0] in ("start", "stop", "restart"):
+            verb, name = words
+            try:
+                if verb in ("stop", "restart"):
+                    self.sup.send(name, STOP)
+                if verb in ("start", "restart"):
+                    self.sup.send(name, START)
+            except KeyError as e:
+                self.log.warning(f"control: {e.args[0]}")
+            return
+        self.log.warning(f"control: unknown command {' '.join(words)!r} "
+                         "(use: start|stop|restart NAME, poweroff, reboot)")
+
+    # -- status ---------------------------------------------------------------------
+
+    def write_status(self):
+        if not self.host and not os.path.isdir(os.path.dirname(self.status_path)):
+            return
+        from . import statusfile
+        try:
+            statusfile.write(self.status_path, {
+                "pid": os.getpid(), "version": __version__, "booted": self.booted,
+                "shutdown": self.pending, "orphans_reaped": self.reaper.orphans_reaped,
+                "data_persistent": self.data_persistent,
+                "services": self.sup.snapshot(),
+            })
+        except OSError as e:
+            self.log.debug(f"cannot write {self.status_path}: {e}")
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def shutdown(self, action):
+        self.write_status()
+        timeout = self.config["stop_timeout"] if self.config else 5.0
+        self.log.info(f"{action}: stopping services")
+        self.sup.stop_all()
+        self.loop.run_until(self.sup.all_resting, timeout + 1.0)
+        for sig, name in ((_signal.SIGTERM, "TERM"), (_signal.SIGKILL, "KILL")):
+            if self._no_children():
+                break
+            self.log.info(f"{action}: sending {name} to the remaining processes")
+            self._signal_rest(sig)
+            self.loop.run_until(self._no_children, KILL_GRACE)
+        os.sync()
+        if self.host:
+            self.log.info(f"{action}: done (host mode: exiting)")
+            self.write_status()
+            sys.stdout.flush()
+            os._exit(0)
+        from . import mounts, syscalls
+        mounts.unmount_all(self.log)
+        self.log.info("powering off" if action == "poweroff" else "rebooting")
+        syscalls.reboot(syscalls.RB_POWER_OFF if action == "poweroff" else syscalls.RB_AUTOBOOT)
+
+    def _no_children(self):
+        self.reaper.reap()
+        return not self.reaper.children_left
+
+    def _signal_rest(self, sig):
+        if not self.host:
+            try:
+                os.kill(-1, sig)        # every process but PID 1 and kernel threads
+            except ProcessLookupError:
+                pass
+            return
+        for pid in sysinfo.descendants(os.getpid()):   # host mode: only our own tree
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    @staticmethod
+    def _read(path):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            return ""
+
+    @staticmethod
+    def _uptime():
+        try:
+            return f"{sysinfo.uptime():.2f}s uptime"
+        except OSError:
+            return "unknown uptime"
+
+
+def load_services(path):
+    import json
+    with open(path) as f:
+        return [ServiceSpec(**entry) for entry in json.load(f)]
+
+
+def parse_args(argv):
+    opts = {"host": False, "services": None, "status": None, "control": None}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--host":
+            opts["host"] = True
+        elif arg in ("--services", "--status", "--control") and args:
+            opts[arg[2:]] = args.pop(0)
+        elif os.getpid() == 1:
+            continue  # the kernel passes unknown boot words to init: ignore them
+        else:
+            raise SystemExit(f"aether.init: unknown argument {arg!r}\n"
+                             "usage: python -m aether.init --host [--services FILE] "
+                             "[--status FILE] [--control FIFO]")
+    return opts
+
+
+def emergency(exc):
+    """Last resort for PID 1: say what happened, let Ctrl-Alt-Del reboot, reap forever."""
+    try:
+        os.write(2, f"aether-init: FATAL internal error: {exc!r}; PID 1 keeps reaping. "
+                    "Ctrl-Alt-Del reboots.\n".encode())
+        from . import syscalls
+        syscalls.reboot(0x89ABCDEF)  # RB_ENABLE_CAD: the kernel reboots on Ctrl-Alt-Del
+    except BaseException:  # noqa: BLE001
+        pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            time.sleep(1)
+        except BaseException:  # noqa: BLE001 - nothing may end PID 1
+            pass
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    opts = parse_args(argv)
+    if not opts["host"] and os.getpid() != 1:
+        raise SystemExit("aether.init runs as PID 1; to try it on a host use --host")
+    init = Init(host=opts["host"], status_path=opts["status"],
+                control_path=opts["control"] or (None if opts["host"] else "/run/aether/init.ctl"))
+    if opts["host"]:
+        for spec in load_services(opts["services"]) if opts["services"] else ():
+            init.sup.add(spec)
+        return init.run()
+    try:
+        init.run()
+    except BaseException as e:  # noqa: BLE001 - PID 1 must not exit
+        emergency(e)
+
+
+if __name__ == "__main__":
+    main()

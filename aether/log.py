@@ -1,0 +1,53 @@
+"""PID 1's log: lines on the console, and a ring of recent lines in memory.
+
+Written with os.write on a raw descriptor (the console), so a slow or gone
+console never raises into PID 1.
+"""
+
+import os
+import time
+from collections import deque
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+class Log:
+    def __init__(self, prefix="aether-init", fd=2, level="info", ring=1000):
+        self.prefix = prefix
+        self.fd = fd
+        self.level = LEVELS[level]
+        self.recent = deque(maxlen=ring)
+
+    def set_level(self, name):
+        self.level = LEVELS[name]
+
+    def _emit(self, level, msg):
+        self.recent.append((time.monotonic(), level, msg))
+        if LEVELS[level] < self.level:
+            return
+        tag = "" if level == "info" else f"{level.upper()}: "
+        line = f"{self.prefix}: {tag}{msg}\n".encode("utf-8", "replace")
+        try:
+            os.write(self.fd, line)
+        except OSError:
+            pass
+
+    def debug(self, msg):
+        self._emit("debug", msg)
+
+    def info(self, msg):
+        self._emit("info", msg)
+
+    def warning(self, msg):
+        self._emit("warning", msg)
+
+    def error(self, msg):
+        self._emit("error", msg)
+
+    def exception(self, what, exc):
+        """Log an exception with its traceback, without importing traceback eagerly."""
+        import traceback
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.error(f"{what}: {exc!r}")
+        for line in text.rstrip().splitlines():
+            self._emit("error", "  " + line)

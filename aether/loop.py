@@ -1,0 +1,109 @@
+"""PID 1's event loop: poll() over file descriptors, timers, and signals.
+
+Signals are delivered through ``set_wakeup_fd``: the C-level handler writes the
+signal number into a pipe the loop polls, and the loop runs the registered
+callback in normal code.  Uses ``_signal`` rather than ``signal`` to keep
+``enum`` off the boot path.  A callback that raises is reported to
+``on_error`` and the loop carries on: PID 1 must not die of one bad callback.
+"""
+
+import _signal
+import heapq
+import os
+import select
+import time
+
+
+def _noop(_signum, _frame):
+    pass
+
+
+class Loop:
+    def __init__(self, on_error, clock=time.monotonic):
+        self.on_error = on_error
+        self.now = clock
+        self._timers = []
+        self._seq = 0
+        self._readers = {}
+        self._signals = {}
+        self._poll = select.poll()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        _signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        self.add_reader(self._wake_r, self._drain_signals)
+
+    # -- registration -----------------------------------------------------------
+
+    def on_signal(self, signum, callback):
+        self._signals[signum] = callback
+        _signal.signal(signum, _noop)
+
+    def add_reader(self, fd, callback):
+        self._readers[fd] = callback
+        self._poll.register(fd, select.POLLIN)
+
+    def remove_reader(self, fd):
+        if self._readers.pop(fd, None) is not None:
+            self._poll.unregister(fd)
+
+    def call_later(self, delay, callback):
+        self._seq += 1
+        heapq.heappush(self._timers, (self.now() + max(0.0, delay), self._seq, callback))
+
+    # -- running ------------------------------------------------------------------
+
+    def run_once(self, max_wait=None):
+        timeout = self._next_timeout(max_wait)
+        try:
+            ready = self._poll.poll(None if timeout is None else int(timeout * 1000) + 1)
+        except InterruptedError:
+            ready = []
+        for fd, _events in ready:
+            callback = self._readers.get(fd)
+            if callback is not None:
+                self._call(callback, fd)
+        self._run_due_timers()
+
+    def run_forever(self):
+        while True:
+            self.run_once()
+
+    def run_until(self, predicate, timeout):
+        """Run until predicate() is true or timeout seconds pass; return predicate()."""
+        deadline = self.now() + timeout
+        while not predicate():
+            left = deadline - self.now()
+            if left <= 0:
+                break
+            self.run_once(max_wait=min(left, 0.1))
+        return predicate()
+
+    # -- internals ----------------------------------------------------------------
+
+    def _next_timeout(self, max_wait):
+        timeout = max_wait
+        if self._timers:
+            due = max(0.0, self._timers[0][0] - self.now())
+            timeout = due if timeout is None else min(timeout, due)
+        return timeout
+
+    def _run_due_timers(self):
+        now = self.now()
+        while self._timers and self._timers[0][0] <= now:
+            _deadline, _seq, callback = heapq.heappop(self._timers)
+            self._call(callback)
+
+    def _drain_signals(self, fd):
+        try:
+            data = os.read(fd, 512)
+        except BlockingIOError:
+            return
+        for signum in dict.fromkeys(data):   # each distinct signal once, in order
+            callback = self._signals.get(signum)
+            if callback is not None:
+                self._call(callback, signum)
+
+    def _call(self, callback, *args):
+        try:
+            callback(*args)
+        except Exception as e:  # noqa: BLE001 - PID 1 reports and carries on
+            self.on_error(e)

@@ -1,0 +1,32 @@
+"""Vocabulary of service supervision: states, events, restart policies.
+
+A leaf module: it imports nothing, everything else imports it.
+"""
+
+# Service states
+STOPPED = "stopped"      # not running and not meant to be (initial, or stopped on request)
+RUNNING = "running"      # the main process is alive
+STOPPING = "stopping"    # TERM sent to the process group; KILL follows after the timeout
+BACKOFF = "backoff"      # exited; waiting out the backoff delay before the next start
+EXITED = "exited"        # finished and not restarted (policy, or exit status 125)
+FAILED = "failed"        # cannot start, or restarted too often; retried only if configured
+
+STATES = (STOPPED, RUNNING, STOPPING, BACKOFF, EXITED, FAILED)
+ACTIVE = frozenset({RUNNING, STOPPING})      # a process may exist
+RESTING = frozenset({STOPPED, EXITED, FAILED})  # nothing runs and nothing is scheduled
+
+# Events a service reacts to
+START = "start"
+STOP = "stop"
+EXIT = "exit"
+TIMER = "timer"
+EVENTS = (START, STOP, EXIT, TIMER)
+
+# Restart policies
+ALWAYS = "always"
+ON_FAILURE = "on-failure"
+NEVER = "never"
+POLICIES = (ALWAYS, ON_FAILURE, NEVER)
+
+# Exit status meaning "done, do not restart me" (as gokrazy and the agent manifests use it).
+EXIT_DONT_RESTART = 125

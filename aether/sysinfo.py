@@ -1,0 +1,76 @@
+"""What the machine is doing, read from /proc: uptime, memory, processes, mounts."""
+
+import os
+
+
+def uptime():
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])
+
+
+def meminfo():
+    """{field: kB} from /proc/meminfo."""
+    values = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            parts = rest.split()
+            if parts:
+                values[name] = int(parts[0])
+    return values
+
+
+def memory_used_kib(info=None):
+    info = info or meminfo()
+    return info["MemTotal"] - info.get("MemAvailable", info.get("MemFree", 0))
+
+
+def processes():
+    """Pids of user-space processes (kernel threads have an empty cmdline)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if f.read(1):
+                        pids.append(int(name))
+            except OSError:
+                pass
+    return sorted(pids)
+
+
+def cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+
+
+def mount_points():
+    with open("/proc/self/mounts") as f:
+        return [line.split()[1] for line in f if line.strip()]
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return f.read().split()[:3]
+
+
+def descendants(root):
+    """Every pid below ``root`` in the process tree, children first."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1:
+            parents.setdefault(int(fields[1]), []).append(int(name))
+    found, queue = [], [root]
+    while queue:
+        for child in parents.get(queue.pop(0), ()):
+            found.append(child)
+            queue.append(child)
+    return found
