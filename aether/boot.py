@@ -7,6 +7,7 @@ degraded step that fails is logged and the boot goes on.
 """
 
 import os
+import time
 
 from . import config, mounts, netif, power, syscalls
 
@@ -90,8 +91,10 @@ STEPS = (
 def run(init, steps=STEPS):
     """Take every step; return False if a fatal one failed."""
     for name, step, fatal, hint in steps:
+        started = time.monotonic()
         try:
             step(init)
+            init.log.debug(f"boot step {name}: {1000 * (time.monotonic() - started):.0f} ms")
         except Exception as e:  # noqa: BLE001 - each step decides fatal or degraded
             reason = f"{name} failed: {e}"
             if hint:

@@ -31,16 +31,23 @@ class ServiceSpec:
 
     __slots__ = ("name", "argv", "env", "restart", "backoff_initial", "backoff_max",
                  "intensity", "period", "stable_after", "stop_timeout", "retry_after",
-                 "setsid", "capture_output")
+                 "setsid", "capture_output", "entry")
 
     def __init__(self, name, argv, env=None, restart=ALWAYS, backoff_initial=0.5,
                  backoff_max=30.0, intensity=5, period=60.0, stable_after=10.0,
-                 stop_timeout=5.0, retry_after=None, setsid=False, capture_output=True):
+                 stop_timeout=5.0, retry_after=None, setsid=False, capture_output=True,
+                 entry=None):
+        """argv: the program and its arguments; or, with entry="module:function", a
+        function PID 1 calls in a forked child (no new interpreter) with argv[1:]."""
         if not name or not isinstance(name, str):
             raise SpecError(f"service name must be a non-empty string, got {name!r}")
         if not argv or not all(isinstance(a, str) for a in argv):
             raise SpecError(f"service {name}: argv must be a non-empty list of strings, got {argv!r}")
-        if not argv[0].startswith("/"):
+        if entry is not None:
+            module, sep, function = str(entry).partition(":")
+            if not (sep and module and function.isidentifier()):
+                raise SpecError(f"service {name}: entry={entry!r} must look like 'package.module:function'")
+        elif not argv[0].startswith("/"):
             raise SpecError(f"service {name}: program {argv[0]!r} must be an absolute path")
         if restart not in POLICIES:
             raise SpecError(f"service {name}: restart={restart!r}; use one of {', '.join(POLICIES)}")
@@ -57,6 +64,7 @@ class ServiceSpec:
         self.stable_after, self.stop_timeout = stable_after, stop_timeout
         self.retry_after = retry_after
         self.setsid, self.capture_output = setsid, capture_output
+        self.entry = entry
 
 
 def exit_code(status):

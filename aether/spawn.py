@@ -9,6 +9,7 @@ child, so this is safe in PID 1 (unlike fork + preexec_fn).
 
 import _signal
 import os
+import sys
 
 _UNCATCHABLE = {_signal.SIGKILL, _signal.SIGSTOP}
 DEFAULT_SIGNALS = frozenset(s for s in _signal.valid_signals() if s not in _UNCATCHABLE)
@@ -36,3 +37,75 @@ def spawn(argv, env, *, setsid=False, stdin=None, stdout=None, stderr=None):
     kwargs = {"setsid": True} if setsid else {"setpgroup": 0}
     return os.posix_spawn(argv[0], argv, env, file_actions=actions,
                           setsigmask=(), setsigdef=DEFAULT_SIGNALS, **kwargs)
+
+
+# Dispositions a fresh interpreter starts with: SIGINT raises KeyboardInterrupt,
+# SIGPIPE and SIGXFSZ are ignored (errors surface as exceptions), the rest default.
+PYTHON_IGNORED = frozenset({_signal.SIGPIPE, _signal.SIGXFSZ})
+
+
+def fork_call(entry, args, *, setsid=False, stdout=None, stderr=None, name=None):
+    """Run ``module:function(args)`` in a forked child; return its pid.
+
+    A forked child skips the interpreter start and the imports PID 1 already
+    made (under emulation that is most of a Python program's start-up time).
+    Before calling anything, the child gets the signal state of a fresh
+    interpreter, its own process group or session, /dev/null as stdin, the
+    given stdout/stderr, and no other inherited descriptor.  It never returns
+    into the caller's stack: it ends with os._exit.
+    """
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        _child_setup(setsid, stdout, stderr, name)
+        module, _, function = entry.partition(":")
+        import importlib
+        code = getattr(importlib.import_module(module), function)(list(args))
+    except SystemExit as e:
+        code = e.code
+    except BaseException:  # noqa: BLE001 - report, then leave with a failure status
+        import traceback
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def _child_setup(setsid, stdout, stderr, name):
+    _signal.set_wakeup_fd(-1)
+    for sig in DEFAULT_SIGNALS:
+        try:
+            _signal.signal(sig, _signal.SIG_IGN if sig in PYTHON_IGNORED else _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+    if setsid:
+        os.setsid()
+    else:
+        os.setpgid(0, 0)
+    null = os.open(DEVNULL, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(stdout if stdout is not None else null, 1)
+    os.dup2(stderr if stderr is not None else null, 2)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    sys.stdin = open(0, "r", closefd=False)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    if name:
+        _set_comm(name)
+
+
+def _set_comm(name):
+    """Name the process (what /proc/<pid>/comm and process lists show)."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:
+        pass

@@ -202,3 +202,21 @@ def test_control_fifo_rejects_bad_commands_and_keeps_working(host_init):
     sleep_until(lambda: init.service("s")["starts"] == 2, 5)
     log = init.log()
     assert "unknown command 'explode now'" in log and "no service named 'nosuch'" in log
+
+
+def test_forked_entry_starts_clean_and_reports_its_exit(host_init, tmp_path):
+    out = tmp_path / "forked"
+    init = host_init([{"name": "forked", "restart": "never", "entry": "tests.host.entries:report",
+                       "argv": ["report", str(out), "7"]},
+                      {"name": "crasher", "restart": "never", "entry": "tests.host.entries:crash",
+                       "argv": ["crash"]}])
+    svc = init.wait_state("forked", "exited")
+    assert svc["last_exit"] == 7
+    blocked, ignored, own_group, fds = out.read_text().split(" ", 3)
+    assert int(blocked, 16) == 0
+    # exactly what a fresh interpreter ignores: SIGPIPE (13) and SIGXFSZ (25)
+    assert int(ignored, 16) & ~GLIBC_RESERVED == (1 << 12) | (1 << 24)
+    assert own_group == "True"
+    assert fds.strip() == "[0, 1, 2, 3]"      # stdio, plus the one open()ed by listdir
+    assert init.wait_state("crasher", "exited")["last_exit"] == 1
+    sleep_until(lambda: "RuntimeError: entry crashed on purpose" in init.log(), 5)

@@ -1,0 +1,108 @@
+"""scripts/build-image: the build's stages, ``kernel``, ``rootfs`` or ``all``.
+
+Outputs go to out/images/ (bzImage, rootfs.cpio.zst, manifest.json), each
+written to a temporary name and renamed, so a failed build never leaves a
+half-written file under the real name.  A BuildError ends the build with
+``error: <what>`` and a hint, exit status 1.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from . import kernel, manifest, paths, rootfs
+from .log import BuildError, info
+
+# SOURCE_DATE_EPOCH when neither the environment nor git gives one
+# (2024-01-01 00:00:00 UTC).
+FALLBACK_EPOCH = 1704067200
+
+
+def _git(*args):
+    try:
+        proc = subprocess.run(["git", "-C", str(paths.REPO), *args],
+                              capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def source_date_epoch():
+    """$SOURCE_DATE_EPOCH, else the last commit's time, else FALLBACK_EPOCH."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is not None:
+        if not value.isdigit():
+            raise BuildError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds",
+                             hint="unset it, or set it to e.g. $(git log -1 --format=%ct)")
+        return int(value)
+    commit_time = _git("log", "-1", "--format=%ct")
+    return int(commit_time) if commit_time else FALLBACK_EPOCH
+
+
+def build_id():
+    """The commit being built (12 hex digits, '-dirty' with local changes), or None."""
+    return _git("describe", "--always", "--dirty", "--abbrev=12")
+
+
+def publish(src, dest):
+    """Copy ``src`` to ``dest`` atomically (temporary file in the same directory, rename)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+
+
+def publish_text(text, dest):
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, dest)
+
+
+def build_kernel():
+    """kernel.build() and out/images/bzImage; return the kernel's manifest record."""
+    done = kernel.build()
+    bzimage = paths.images_dir() / "bzImage"
+    publish(done / "bzImage", bzimage)
+    info(f"{bzimage}: {bzimage.stat().st_size:,} bytes")
+    return manifest.kernel(bzimage, done)
+
+
+def build_rootfs(kernel_record=None):
+    """out/images/rootfs.cpio.zst and manifest.json."""
+    images = paths.images_dir()
+    epoch = source_date_epoch()
+    image = rootfs.build(paths.out_dir() / "build" / "rootfs", paths.REPO, epoch, build_id())
+    if kernel_record is None and (images / "bzImage").exists():
+        kernel_record = manifest.kernel(images / "bzImage")
+    publish(image.archive, images / "rootfs.cpio.zst")
+    publish_text(manifest.dumps(manifest.build(image, epoch, kernel_record)),
+                 images / "manifest.json")
+    info(f"{images}/rootfs.cpio.zst: {image.uncompressed:,} bytes unpacked, "
+         f"{image.compressed:,} compressed; manifest.json")
+
+
+def run(target):
+    record = build_kernel() if target in ("kernel", "all") else None
+    if target in ("rootfs", "all"):
+        build_rootfs(record)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="build-image", description="Build the AetherOS kernel and initramfs into out/images/.")
+    parser.add_argument("target", choices=("kernel", "rootfs", "all"),
+                        help="kernel: bzImage; rootfs: rootfs.cpio.zst and manifest.json; "
+                             "all: both")
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    try:
+        run(args.target)
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    info(f"build-image {args.target} done in {time.monotonic() - start:.1f}s")
+    return 0

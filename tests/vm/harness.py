@@ -1,0 +1,103 @@
+"""Helpers for the VM tests: which image, where the logs go, booting, parsing the console.
+
+The VM itself (QEMU, serial pipes, QMP) is ``aetherbuild.qemu.VM``; the bench uses
+it too.  Tests always run under TCG: timings are comparable, and KVM hangs on some
+hosts.  Every VM's serial log is kept in out/test-logs/<test-name>.serial.log.
+"""
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from aetherbuild import paths, qemu  # noqa: E402
+
+# A boot that does not reach `aether-ready` within this many seconds under TCG fails.
+BOOT_TIMEOUT = 60
+# A console command, or a shutdown, must finish within this many seconds.
+COMMAND_TIMEOUT = 30
+SHUTDOWN_TIMEOUT = 30
+
+REQUIRE_ENV = "AETHER_REQUIRE_IMAGE"
+EXPECTED_MOUNTS = ("/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/run", "/tmp",
+                   "/sys/fs/cgroup")
+POWER_DOWN = "reboot: Power down"
+RESTART = "reboot: Restarting system"
+
+
+def log_dir():
+    d = paths.out_dir() / "test-logs"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def log_name(test_name):
+    """A file-system-safe name for a test (parametrized ids have brackets, slashes...)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name).strip("_")
+
+
+def image_problem():
+    """Why the VM tests cannot run here, or None when they can."""
+    if shutil.which(qemu.QEMU) is None:
+        return f"{qemu.QEMU} is not installed (apt-get install {qemu.QEMU_PACKAGE}, or make deps)"
+    missing = qemu.missing_images(qemu.default_kernel(), qemu.default_initrd())
+    if missing:
+        names = ", ".join(str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
+                          for p in missing)
+        return f"no image: {names} missing (run: make image)"
+    return None
+
+
+def image_required():
+    return os.environ.get(REQUIRE_ENV, "") not in ("", "0")
+
+
+class Booter:
+    """Boots VMs for one test (or module), names their logs, and kills them all at the end."""
+
+    def __init__(self, name):
+        self.name = log_name(name)
+        self.vms = []
+
+    def boot(self, wait_ready=True, **options):
+        """Start a TCG VM (options as for qemu.VM); by default wait for the first prompt."""
+        suffix = f"-{len(self.vms) + 1}" if self.vms else ""
+        vm = qemu.VM(log_dir() / f"{self.name}{suffix}.serial.log", accel="tcg", **options)
+        self.vms.append(vm)
+        vm.start()
+        if wait_ready:
+            vm.wait_ready(BOOT_TIMEOUT)
+        return vm
+
+    def close(self):
+        for vm in self.vms:
+            vm.close()
+
+
+def fields(text):
+    """`key: value` lines of a console reply (e.g. `status`) as a dict."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def init_lines(text):
+    """The lines PID 1 logged (`aether-init: ...`)."""
+    return [line for line in text.splitlines() if line.startswith("aether-init: ")]
+
+
+def assert_orderly_shutdown(text, kernel_line):
+    """PID 1 logged its shutdown, then the kernel printed `kernel_line`; no panic, no traceback."""
+    assert kernel_line in text, f"the kernel never printed {kernel_line!r}"
+    before = text[:text.index(kernel_line)]
+    assert init_lines(before), \
+        f"PID 1 logged nothing (no 'aether-init: ' line) before {kernel_line!r}"
+    assert "Kernel panic" not in text, "the kernel panicked during shutdown"
+    assert "Traceback" not in text, "a Python traceback was printed during shutdown"
