@@ -12,6 +12,7 @@ import pytest
 
 import harness
 from harness import COMMAND_TIMEOUT, SHUTDOWN_TIMEOUT
+from aetherbuild.qemu import PROMPT
 
 # One TCG boot plus a few commands; the first shared test also pays the boot.
 ONE_BOOT = 120
@@ -64,6 +65,19 @@ def test_unknown_word_gets_a_helpful_message(shared_vm):
     assert "Traceback" not in out, f"an unknown word raised:\n{out}"
     assert out.strip(), "an unknown word got no answer at all"
     assert "help" in out.lower(), f"the answer does not point to `help`:\n{out}"
+
+
+@pytest.mark.timeout(ONE_BOOT)
+def test_ctrl_c_reaches_the_console_never_pid1(shared_vm):
+    # SIGINT to PID 1 means reboot: Ctrl-C must go to the console's process group only.
+    start = shared_vm.mark()
+    shared_vm.send_line("stat", end="")       # half-typed line, then Ctrl-C
+    shared_vm.send_raw("\x03")
+    shared_vm.expect(r"\^C\r?\n" + re.escape(PROMPT), COMMAND_TIMEOUT)   # a fresh prompt
+    status = harness.fields(shared_vm.command("status", COMMAND_TIMEOUT))
+    assert "uptime" in status, "the console did not answer after Ctrl-C"
+    assert "requested" not in shared_vm.output_since(start), \
+        "Ctrl-C on the console reached PID 1 (it requested a reboot)"
 
 
 @pytest.mark.timeout(ONE_BOOT)
@@ -138,3 +152,4 @@ def test_bad_config_value_is_reported_and_ignored(booter):
         f"the message does not name the setting `hostname`: {said}"
     status = vm.command("status", COMMAND_TIMEOUT)
     assert "bad_host!" not in status, f"the invalid hostname was applied:\n{status}"
+    assert harness.fields(status).get("hostname") == "aether", "the default hostname was not used"
