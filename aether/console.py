@@ -63,14 +63,6 @@ def cmd_help(_out):
     return "\n".join(lines)
 
 
-def _read(path, default=""):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return default
-
-
 def _exe(pid):
     try:
         return os.readlink(f"/proc/{pid}/exe")
@@ -97,11 +89,11 @@ def _services():
 def cmd_status(_out):
     info = sysinfo.meminfo()
     used, total = sysinfo.memory_used_kib(info) / 1024, info["MemTotal"] / 1024
-    persistent = "data partition" if _read("/proc/mounts").find(" /var/lib/aether ext4 ") >= 0 \
+    persistent = "data partition" if sysinfo.read_text("/proc/mounts").find(" /var/lib/aether ext4 ") >= 0 \
         else "in memory: nothing survives a reboot"
     return "\n".join([
-        f"hostname: {_read('/proc/sys/kernel/hostname', '?')}",
-        f"kernel: {_read('/proc/sys/kernel/osrelease', '?')}",
+        f"hostname: {sysinfo.read_text('/proc/sys/kernel/hostname', '?')}",
+        f"kernel: {sysinfo.read_text('/proc/sys/kernel/osrelease', '?')}",
         f"uptime: {sysinfo.uptime():.2f} s",
         f"load: {' '.join(sysinfo.loadavg())}",
         f"memory: {used:.1f} MiB used of {total:.1f} MiB",
@@ -113,11 +105,16 @@ def cmd_status(_out):
     ])
 
 
-def _power(action, sig):
+SHUTDOWN_WAIT = 30.0  # PID 1 stops this console well within this when it shuts down
+
+
+def _power(action, sig, wait=SHUTDOWN_WAIT):
     def command(out):
         out(f"{action}: asking PID 1 for an orderly shutdown ...")
         os.kill(1, sig)
-        return None
+        import time
+        time.sleep(wait)             # PID 1 TERMs us as part of the shutdown
+        return f"{action}: PID 1 has not shut down after {wait:g}s; see its log lines above."
     return command
 
 

@@ -167,7 +167,7 @@ class Init:
         if wanted != "auto":
             return [t for t in wanted if self._tty_exists(t, report=True)]
         ttys = []
-        if self._read(f"/sys/class/tty/ttyS0/type") not in ("", "0"):
+        if sysinfo.read_text("/sys/class/tty/ttyS0/type") not in ("", "0"):
             ttys.append("ttyS0")
         if os.path.exists("/sys/class/tty/tty1"):
             ttys.append("tty1")
@@ -301,14 +301,6 @@ class Init:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-
-    @staticmethod
-    def _read(path):
-        try:
-            with open(path) as f:
-                return f.read().strip()
-        except OSError:
-            return ""
 
     @staticmethod
     def _uptime():

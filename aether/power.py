@@ -7,6 +7,8 @@ KEY_POWER on an input device (the ACPI button driver), not as a signal.
 import os
 import struct
 
+from .sysinfo import read_text
+
 EV_KEY = 1
 KEY_POWER = 116
 EVENT = struct.Struct("llHHi")   # struct input_event on x86_64
@@ -23,14 +25,6 @@ def has_key(bitmap, code):
     return bool(int(words[-1 - index], 16) >> (code % LONG_BITS) & 1)
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 def power_buttons(sys_root=INPUT_SYS):
     """[(device node, name)] of input devices that can send KEY_POWER."""
     found = []
@@ -39,8 +33,8 @@ def power_buttons(sys_root=INPUT_SYS):
     except OSError:
         return found
     for entry in entries:
-        if entry.startswith("event") and has_key(_read(f"{sys_root}/{entry}/device/capabilities/key"), KEY_POWER):
-            found.append((f"/dev/input/{entry}", _read(f"{sys_root}/{entry}/device/name")))
+        if entry.startswith("event") and has_key(read_text(f"{sys_root}/{entry}/device/capabilities/key"), KEY_POWER):
+            found.append((f"/dev/input/{entry}", read_text(f"{sys_root}/{entry}/device/name")))
     return found
 
 

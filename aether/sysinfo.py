@@ -54,23 +54,41 @@ def loadavg():
         return f.read().split()[:3]
 
 
+def read_text(path, default=""):
+    """A small file's text, stripped; default when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def proc_stat(pid):
+    """(state, ppid, pgrp) of a process from /proc/<pid>/stat, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def pids():
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
 def descendants(root):
-    """Every pid below ``root`` in the process tree, children first."""
-    parents = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 1:
-            parents.setdefault(int(fields[1]), []).append(int(name))
+    """Every pid below ``root`` in the process tree, parents before children."""
+    children = {}
+    for pid in pids():
+        stat = proc_stat(pid)
+        if stat:
+            children.setdefault(stat[1], []).append(pid)
     found, queue = [], [root]
     while queue:
-        for child in parents.get(queue.pop(0), ()):
+        for child in children.get(queue.pop(0), ()):
             found.append(child)
             queue.append(child)
     return found

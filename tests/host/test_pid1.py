@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from aether import sysinfo
+
 from .conftest import sleep_until
 
 pytestmark = pytest.mark.host
@@ -21,23 +23,10 @@ SH = "/bin/sh"
 
 def zombies_of(pid):
     """Zombie children of pid, read from /proc."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        state, ppid = stat[stat.rfind(")") + 2:].split()[:2]
-        if int(ppid) == pid and state == "Z":
-            found.append(int(name))
-    return found
+    return [p for p in sysinfo.pids() if (st := sysinfo.proc_stat(p)) and st[:2] == ("Z", pid)]
 
 
 def descendants(pid):
-    from aether import sysinfo
     return sysinfo.descendants(pid)
 
 
@@ -84,17 +73,7 @@ def test_exit_statuses_are_recorded_while_the_reaper_runs(host_init):
 
 
 def group_members(pgid):
-    members = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat[stat.rfind(")") + 2:].split()[2]) == pgid:
-                members.append(int(name))
-    return members
+    return [p for p in sysinfo.pids() if (st := sysinfo.proc_stat(p)) and st[2] == pgid]
 
 
 def test_stop_terms_the_whole_group(host_init):

@@ -1,6 +1,6 @@
 """Helpers for the VM tests: which image, where the logs go, booting, parsing the console.
 
-The VM itself (QEMU, serial pipes, QMP) is ``aetherbuild.qemu.VM``; the bench uses
+The VM itself (QEMU, serial pipes, QMP) is ``aetherbuild.vm.VM``; the bench uses
 it too.  Tests always run under TCG: timings are comparable, and KVM hangs on some
 hosts.  Every VM's serial log is kept in out/test-logs/<test-name>.serial.log.
 """
@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from aetherbuild import paths, qemu  # noqa: E402
+from aetherbuild.vm import VM  # noqa: E402
 
 # A boot that does not reach `aether-ready` within this many seconds under TCG fails.
 BOOT_TIMEOUT = 60
@@ -64,9 +65,9 @@ class Booter:
         self.vms = []
 
     def boot(self, wait_ready=True, **options):
-        """Start a TCG VM (options as for qemu.VM); by default wait for the first prompt."""
+        """Start a TCG VM (options as for vm.VM); by default wait for the first prompt."""
         suffix = f"-{len(self.vms) + 1}" if self.vms else ""
-        vm = qemu.VM(log_dir() / f"{self.name}{suffix}.serial.log", accel="tcg", **options)
+        vm = VM(log_dir() / f"{self.name}{suffix}.serial.log", accel="tcg", **options)
         self.vms.append(vm)
         vm.start()
         if wait_ready:

@@ -1,0 +1,28 @@
+"""Linters as tests: ruff over the Python, shellcheck over the shell scripts."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON_SCRIPTS = ["scripts/bench", "scripts/run-qemu", "scripts/build-image", "init/init"]
+SHELL_SCRIPTS = ["scripts/setup-host", ".ci/run"]
+
+
+def test_ruff():
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is not installed in this Python's environment (make deps installs it)")
+    out = subprocess.run([str(ruff), "check", "aether", "scripts/aetherbuild", "tests", *PYTHON_SCRIPTS],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_shellcheck():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck, or make deps)")
+    out = subprocess.run(["shellcheck", *SHELL_SCRIPTS], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
