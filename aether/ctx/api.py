@@ -1,0 +1,670 @@
+"""ContextStore: every call the ABI exposes as ``ctx.*``, with validation and access checks.
+
+Each public method takes the caller's principal first (the kernel identity the
+ABI server determined, never a value the client sent), validates every
+argument (InvalidArgument), checks the caller's grant (PermissionDenied),
+does its work in one transaction and returns plain JSON-able data.  Errors
+are the named exceptions of errors.py.
+
+Writes are acknowledged durable when the method returns (store.py).  To
+acknowledge many writes with one fsync, run them inside ``transaction()``
+or hand them to ``run_batch`` (each op in its own savepoint: one op's
+error does not undo the others).
+
+Not thread-safe: one thread owns a ContextStore (see docs/context-store.md).
+"""
+
+import os
+import time
+
+from . import access as acl
+from . import export as exporter
+from . import history
+from . import journal as jr
+from . import validate as check
+from .access import READ, WRITE, Access
+from .compaction import Compactor, ExtractiveSummariser
+from .errors import (ContextError, InvalidArgument, NotFound, PermissionDenied, QuotaExceeded, StoreError,
+                     StoreFullError, StoreReadOnlyError)
+from .goals import Goals
+from .memories import Memories
+from .quota import Pressure, Quotas, psi_lines
+from .store import Store, filesystem
+from .terms import DEFAULT_POSTINGS_BUDGET
+from .tokens import DEFAULT as DEFAULT_ESTIMATOR
+from .tokens import check as check_estimator
+from .tokens import item_tokens
+from .window import Assembler
+
+DEFAULT_PATH = "/var/lib/aether/context.db"
+DEFAULT_QUOTA_TOKENS = 65536
+DEFAULT_QUOTA_ITEMS = 4096
+DEFAULT_HALF_LIFE = 86400.0           # seconds: recency halves every day
+DEFAULT_BUDGET = 4096
+RESERVED_KINDS = ("ctx.", "goal.")    # journal kinds only the store itself writes
+VOLATILE_FILESYSTEMS = ("tmpfs", "ramfs", "rootfs")
+
+# Calls run_batch accepts (the writes an ABI server may group into one commit).
+BATCHABLE = ("append", "remember", "forget", "pin", "create_goal", "add_step", "update_step",
+             "update_goal", "grant", "revoke", "create_scope", "set_quota", "compact", "restore")
+# Calls that write with one statement, after all their checks: they need no savepoint of their own.
+ONE_STATEMENT = ("append",)
+
+
+class ContextStore:
+    """The context store: journal, memories, goals, windows, quotas, compaction, access, export."""
+
+    def __init__(self, path=DEFAULT_PATH, *, clock=None, estimator=None, summariser=None,
+                 quota_tokens=DEFAULT_QUOTA_TOKENS, quota_items=DEFAULT_QUOTA_ITEMS, auto_compact=True,
+                 half_life=DEFAULT_HALF_LIFE, postings_budget=DEFAULT_POSTINGS_BUDGET, read_only=False,
+                 check_same_thread=True, migrations=None):
+        self.clock = clock or time.time
+        self.estimator = check_estimator(estimator or DEFAULT_ESTIMATOR)
+        self.summariser = _check_summariser(summariser or ExtractiveSummariser())
+        if check.seconds(half_life, "half_life") <= 0:
+            raise InvalidArgument(f"half_life={half_life!r}: must be more than 0 seconds")
+        check.positive_int(postings_budget, "postings_budget")
+        self.auto_compact = check.flag(auto_compact, "auto_compact")
+        self.db = Store(path, read_only=read_only, migrations=migrations,
+                        check_same_thread=check_same_thread)
+        try:
+            self.store_id = self._identity()
+            self.access = Access(self.db, self.clock)
+            self.memories = Memories(self.db, self.access, self.clock)
+            self.quotas = Quotas(self.db, check.quota_value(quota_tokens, "quota_tokens"),
+                                 check.quota_value(quota_items, "quota_items"))
+            self.pressure_window = Pressure(self.clock)
+            self.compactor = Compactor(self.db, self.access, self.memories, self.quotas, self._journal,
+                                       self.clock, self.estimator, self.summariser, half_life)
+            self.goal_rows = Goals(self.db, self.access, self._journal, self.clock)
+            self.assembler = Assembler(self.db, self.access, half_life, postings_budget)
+            self._recount_if_estimator_changed()
+        except BaseException:
+            self.db.close()
+            raise
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self):
+        """Close the database (a clean close checkpoints the WAL)."""
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def transaction(self):
+        """Context manager: every write inside commits (and is acknowledged) together, with one fsync."""
+        return self.db.atomic()
+
+    def run_batch(self, ops):
+        """Run [(call name, {kwargs})] in one transaction, each in a savepoint; return [(ok, result or error)].
+
+        One commit (one fsync) acknowledges every op that returned ("ok", ...).
+        An op's ContextError is its own ("error", exc); a StoreError (disk
+        full, read-only...) aborts the batch and is raised: then nothing of
+        the batch was written.
+        """
+        if not isinstance(ops, (list, tuple)):
+            raise InvalidArgument("ops: give a list of (call name, {arguments}) pairs")
+        results = []
+        with self.db.atomic():
+            for op in ops:
+                results.append(self._batch_op(op))
+        return results
+
+    def _batch_op(self, op):
+        try:
+            name, kwargs = op
+        except (TypeError, ValueError):
+            return ("error", InvalidArgument(f"op {op!r}: give a (call name, {{arguments}}) pair"))
+        if name not in BATCHABLE or not isinstance(kwargs, dict):
+            return ("error", InvalidArgument(f"op {name!r}: batchable calls are {', '.join(BATCHABLE)}, "
+                                             "each with a dict of arguments"))
+        try:
+            if name in ONE_STATEMENT:
+                return ("ok", getattr(self, name)(**kwargs))
+            with self.db.atomic():
+                return ("ok", getattr(self, name)(**kwargs))
+        except StoreError:
+            raise
+        except ContextError as exc:
+            return ("error", exc)
+        except TypeError as exc:
+            if exc.__traceback__.tb_next is not None:
+                raise                       # a bug inside the call, not its arguments
+            return ("error", InvalidArgument(f"op {name}: {exc}"))
+
+    def info(self):
+        """Where the store lives and what it runs with."""
+        mount, fstype = filesystem(self.db.path)
+        sizes = {}
+        for suffix in ("", "-wal"):
+            try:
+                sizes["db" if not suffix else "wal"] = os.path.getsize(self.db.path + suffix)
+            except OSError:
+                sizes["db" if not suffix else "wal"] = 0
+        seq, digest = jr.head(self.db)
+        return {"path": self.db.path, "store_id": self.store_id, "schema_version": self.db.version,
+                "estimator": self.estimator.name, "summariser": self.summariser.name,
+                "filesystem": {"mount": mount, "type": fstype},
+                "durable": fstype is not None and fstype not in VOLATILE_FILESYSTEMS,
+                "read_only": self.db.read_only, "writable": self.db.writable(), "bytes": sizes,
+                "journal_head": {"seq": seq, "hash": digest}}
+
+    # ------------------------------------------------------------- journal
+
+    def append(self, caller, kind, body=None, scope=None, goal_id=None):
+        """Append a journal entry (actor = caller); return {'seq', 'hash', 'ts'}."""
+        caller = check.principal(caller)
+        kind = check.journal_kind(kind)
+        if kind.startswith(RESERVED_KINDS) and not acl.privileged(caller):
+            raise PermissionDenied(f"{caller} may not append kind {kind!r}: kinds starting with "
+                                   f"{' or '.join(RESERVED_KINDS)} are written by the store itself")
+        scope = self._scope_arg(caller, scope)
+        if scope != caller:                 # an agent's own scope needs no lookup
+            self.access.require(caller, scope, WRITE)
+        if goal_id is not None:
+            self.goal_rows.scope_of(check.ident(goal_id, "goal_id"))
+        body_text = jr.canonical({} if body is None else body)
+        ts = self.clock()
+        if self.db.in_transaction:          # a group commit: one statement needs no savepoint
+            seq, digest = jr.append(self.db, ts, caller, scope, kind, body_text, goal_id)
+        else:
+            with self.db.atomic():
+                seq, digest = jr.append(self.db, ts, caller, scope, kind, body_text, goal_id)
+        return {"seq": seq, "hash": digest, "ts": ts}
+
+    def journal(self, caller, scope=None, kind=None, goal_id=None, after_seq=0, since=None, until=None,
+                limit=100, newest_first=False):
+        """Journal entries the caller may read, filtered; oldest first unless newest_first."""
+        caller = check.principal(caller)
+        if kind is not None:
+            check.journal_kind(kind)
+        if goal_id is not None:
+            check.ident(goal_id, "goal_id")
+        check.positive_int(after_seq, "after_seq", allow_zero=True)
+        check.flag(newest_first, "newest_first")
+        names = self._readable_names(caller, scope)
+        return jr.query(self.db, names, kind, goal_id, after_seq, check.timestamp(since, "since"),
+                        check.timestamp(until, "until"), check.limit(limit), newest_first)
+
+    def verify(self, caller, expected_head=None):
+        """Recompute the journal's hash chain: ok, or the first seq where it breaks and why."""
+        check.principal(caller)
+        return jr.verify(self.db, expected_head)
+
+    def _journal(self, actor, scope, kind, body, goal_id=None, ts=None, origin=None):
+        """Internal append (already authorised); returns the seq."""
+        body_text = jr.canonical(body)
+        with self.db.atomic(savepoint=False):
+            seq, _ = jr.append(self.db, self.clock() if ts is None else ts, actor, scope, kind, body_text,
+                               goal_id, origin)
+        return seq
+
+    # ------------------------------------------------------------ memories
+
+    def remember(self, caller, text, kind="note", scope=None, tags=None, importance=0.5, pinned=False):
+        """Store a memory; compacts the scope when it goes over quota. Returns {'id', 'scope', 'tokens', ...}."""
+        caller = check.principal(caller)
+        text = check.text(text)
+        kind = check.kind(kind)
+        tags = check.tags(tags)
+        importance = check.importance(importance)
+        pinned = check.flag(pinned, "pinned")
+        scope = self._scope_arg(caller, scope)
+        self.access.require(caller, scope, WRITE)
+        tokens = item_tokens(self.estimator, text)
+        now = self.clock()
+        with self.db.atomic(savepoint=False):      # each step leaves a consistent state
+            scope_id, _ = self.access.ensure(scope)
+            if pinned:
+                self._check_pinned_room(scope, scope_id, tokens)
+            memory_id = self.memories.insert(scope_id, kind, text, tags, importance, pinned, tokens, caller, now)
+            compactions = self._maybe_compact(scope_id, caller)
+        result = {"id": memory_id, "scope": scope, "kind": kind, "tokens": tokens, "created_at": now}
+        if compactions:
+            result["compactions"] = compactions
+        return result
+
+    def _check_pinned_room(self, scope, scope_id, tokens):
+        limit = self.quotas.limits(scope_id)[0]
+        pinned = self.quotas.pinned_tokens(scope_id)
+        if limit is not None and pinned + tokens > limit:
+            raise QuotaExceeded(f"pinning this item would put {pinned + tokens} pinned tokens in {scope}, "
+                                f"over its quota of {limit}: pinned items are never compacted; unpin "
+                                "something, store it unpinned, or raise the quota (ctx.set_quota)")
+
+    def _maybe_compact(self, scope_id, actor):
+        if self.auto_compact and self.compactor.over_quota(scope_id):
+            return self.compactor.compact(scope_id, actor)
+        return []
+
+    def forget(self, caller, memory_id):
+        """Mark a live memory forgotten (kept until the retention policy purges it)."""
+        caller, row = self._memory_for(caller, memory_id, WRITE)
+        return self.memories.forget(row[0], caller)
+
+    def pin(self, caller, memory_id, pinned=True):
+        """Pin (always first in windows, never compacted) or unpin a memory."""
+        caller, row = self._memory_for(caller, memory_id, WRITE)
+        pinned = check.flag(pinned, "pinned")
+        if pinned and not row[6]:
+            if row[11] != "live":
+                raise InvalidArgument(f"memory {row[0]} is {row[11]}; only live memories can be pinned")
+            self._check_pinned_room(self.access.name_of(row[1]), row[1], row[7])
+        return self.memories.pin(row[0], pinned, caller)
+
+    def recall(self, caller, memory_id):
+        """One memory by id (any state); a live one counts as used now."""
+        caller, row = self._memory_for(caller, memory_id, READ)
+        item = self.memories.get(row[0])
+        if row[11] == "live" and not self.db.read_only:
+            now = self.clock()
+            try:
+                self.memories.touch([row[0]], now)
+                item["last_used"] = now
+            except (StoreFullError, StoreReadOnlyError):
+                pass                        # bookkeeping only: a read must work on a full or read-only disk
+        return item
+
+    def search(self, caller, query="", scopes=None, kinds=None, state="live", limit=20):
+        """Memories ranked by BM25 for query (newest first without one) in the caller's readable scopes."""
+        caller = check.principal(caller)
+        query = check.text(query, "query", allow_empty=True)
+        check.choice(state, "state", ("live", "compacted"))
+        kinds = [check.kind(k) for k in kinds] if kinds else None
+        ids = self._readable_ids(caller, scopes)
+        if ids == []:
+            return {"items": [], "terms": {"used": [], "dropped": []}}
+        items, kept, dropped = self.memories.search(ids, query, state, kinds, check.limit(limit))
+        return {"items": items, "terms": {"used": kept, "dropped": [{"term": t, "items": c, "reason": r}
+                                                                     for t, c, r in dropped]}}
+
+    def _memory_for(self, caller, memory_id, need):
+        caller = check.principal(caller)
+        row = self.memories.row(check.ident(memory_id, "memory_id"))
+        self.access.require(caller, self.access.name_of(row[1]), need)
+        return caller, row
+
+    # --------------------------------------------------------------- goals
+
+    def create_goal(self, caller, intent, plan="", steps=None, scope=None):
+        """A new goal (status open) with optional steps; journalled as goal.create."""
+        caller = check.principal(caller)
+        scope = self._scope_arg(caller, scope)
+        self.access.require(caller, scope, WRITE)
+        if steps is not None and not isinstance(steps, (list, tuple)):
+            raise InvalidArgument("steps: give a list of step descriptions")
+        return self.goal_rows.create(caller, scope, intent, plan, steps)
+
+    def add_step(self, caller, goal_id, description):
+        """Append a step (pending) to a goal."""
+        caller = self._goal_for(caller, goal_id, WRITE)
+        return self.goal_rows.add_step(caller, goal_id, description)
+
+    def update_step(self, caller, goal_id, step, status, outcome=None):
+        """Set a step's status (pending, running, done, failed, skipped) and outcome."""
+        caller = self._goal_for(caller, goal_id, WRITE)
+        return self.goal_rows.update_step(caller, goal_id, check.positive_int(step, "step"), status, outcome)
+
+    def update_goal(self, caller, goal_id, status=None, plan=None, outcome=None):
+        """Change a goal's status (open, active, done, failed, abandoned), plan or outcome."""
+        caller = self._goal_for(caller, goal_id, WRITE)
+        if status is None and plan is None and outcome is None:
+            raise InvalidArgument("update_goal: give at least one of status, plan, outcome")
+        return self.goal_rows.update(caller, goal_id, status, plan, outcome)
+
+    def goal(self, caller, goal_id, history=True):
+        """A goal with its steps and (history=True) its journal entries."""
+        self._goal_for(caller, goal_id, READ)
+        goal = self.goal_rows.get(goal_id)
+        if check.flag(history, "history"):
+            goal["journal"] = jr.query(self.db, None, goal_id=goal_id, limit=check.MAX_LIMIT)
+        return goal
+
+    def goals(self, caller, scope=None, status=None, limit=50):
+        """Goals in the caller's readable scopes (or one scope), most recently updated first."""
+        caller = check.principal(caller)
+        ids = self._readable_ids(caller, scope)
+        if ids == []:
+            return []
+        return self.goal_rows.list(ids, status, check.limit(limit))
+
+    def _goal_for(self, caller, goal_id, need):
+        caller = check.principal(caller)
+        scope = self.goal_rows.scope_of(check.ident(goal_id, "goal_id"))
+        self.access.require(caller, scope, need)
+        return caller
+
+    # -------------------------------------------------------------- window
+
+    def window(self, caller, query="", budget_tokens=DEFAULT_BUDGET, scopes=None):
+        """The best items for caller within budget_tokens: pinned first, then by relevance, recency and
+        importance; with what was left out and why (see window.py)."""
+        caller = check.principal(caller)
+        query = check.text(query, "query", allow_empty=True)
+        budget = check.budget(budget_tokens)
+        names = self._readable_names(caller, scopes)
+        ids = None if names is None else self._ids(names)
+        if ids == []:
+            result = {"budget_tokens": budget, "tokens_used": 0, "items": [], "left_out": [],
+                      "left_out_counts": {}, "left_out_listed": 0, "exact": True, "threshold": 0.0,
+                      "terms": {"used": [], "dropped": []}, "demand_tokens": 0}
+        else:
+            result = self.assembler.assemble(ids, query, budget, self.clock())
+        result["query"], result["scopes"] = query, names if names is not None else "all"
+        counts = result["left_out_counts"]
+        self.pressure_window.record(caller, result["demand_tokens"], budget,
+                                    int(any(counts.get(k) for k in ("over_budget", "lower_score",
+                                                                    "not_ranked", "pinned_over_budget"))),
+                                    int(bool(counts.get("pinned_over_budget"))))
+        return result
+
+    # ------------------------------------------------------- quota, usage
+
+    def usage(self, caller, scope=None):
+        """Usage (live and retained items and tokens, quota, storage pressure) of one scope or all readable."""
+        caller = check.principal(caller)
+        if scope is not None:
+            scope = check.scope(scope)
+            self.access.require(caller, scope, READ)
+            rows = self.quotas.usage([scope])
+            if not rows:
+                raise NotFound(f"scope {scope} does not exist yet (nothing was stored in it)")
+            return rows[0]
+        names = self.access.readable(caller)
+        result = {"scopes": self.quotas.usage(names)}
+        if names is None:
+            result["system"] = self.quotas.totals()
+        return result
+
+    def set_quota(self, caller, scope, tokens=None, items=None):
+        """Set a scope's quota (tokens, items: a number, 'max' or None for the default); shell/system only."""
+        caller = check.principal(caller)
+        scope = check.scope(scope)
+        if not acl.privileged(caller):
+            raise PermissionDenied(f"{caller} may not set quotas: only the shell or system sets them")
+        tokens, items = check.quota_value(tokens, "tokens"), check.quota_value(items, "items")
+        with self.db.atomic():
+            scope_id, _ = self.access.ensure(scope)
+            self.quotas.set(scope_id, tokens, items)
+            self._journal(caller, scope, "ctx.quota", {"tokens": tokens, "items": items})
+            compactions = self._maybe_compact(scope_id, caller)
+        result = self.quotas.usage([scope])[0]
+        if compactions:
+            result["compactions"] = compactions
+        return result
+
+    def pressure(self, caller, principal=None):
+        """Context pressure (PSI-like) of a principal (default: the caller; '*' or for the shell: system-wide)."""
+        caller = check.principal(caller)
+        if principal is None:
+            principal = "*" if acl.privileged(caller) else caller
+        if principal != "*":
+            check.principal(principal, "principal")
+        if principal != caller and not acl.privileged(caller):
+            raise PermissionDenied(f"{caller} may read only its own pressure, not {principal}'s")
+        window = self.pressure_window.report(principal)
+        if principal == "*":
+            scopes = self.quotas.usage()
+        else:
+            owned = self.access.owned(principal)
+            scopes = self.quotas.usage(owned) if owned else []
+        worst = max((s["storage_pressure"] for s in scopes), default=0.0)
+        return {"principal": "system" if principal == "*" else principal, "window": window,
+                "storage": {"max_pressure": worst, "over_quota": [s["scope"] for s in scopes
+                                                                  if s["storage_pressure"] > 1.0],
+                            "scopes": scopes},
+                "psi": [f"storage max={worst:.2f}"] + psi_lines(window)}
+
+    # ----------------------------------------------------------- compaction
+
+    def compact(self, caller, scope, tokens_target=None, items_target=None):
+        """Compact a scope now (default: down to 75% of its quota); return the compactions made."""
+        caller = check.principal(caller)
+        scope = check.scope(scope)
+        self.access.require(caller, scope, WRITE)
+        hit = self.access.lookup(scope)
+        if hit is None:
+            raise NotFound(f"scope {scope} does not exist")
+        if tokens_target is not None:
+            check.positive_int(tokens_target, "tokens_target", allow_zero=True)
+        if items_target is not None:
+            check.positive_int(items_target, "items_target", allow_zero=True)
+        made = self.compactor.compact(hit[0], caller, tokens_target, items_target)
+        return {"scope": scope, "compactions": [self._compaction(c) for c in made]}
+
+    def compacted(self, caller, scope=None, since=None, limit=100):
+        """Compactions in the caller's readable scopes (newest first): what each replaced, and its state."""
+        caller = check.principal(caller)
+        ids = self._readable_ids(caller, scope)
+        if ids == []:
+            return []
+        where, params = ["created_at >= ?"], [check.timestamp(since, "since") or 0.0]
+        if ids is not None:
+            where.append(f"scope_id IN ({','.join('?' * len(ids))})")
+            params.extend(ids)
+        rows = self.db.all(f"SELECT id FROM compactions WHERE {' AND '.join(where)} "
+                           "ORDER BY created_at DESC, id DESC LIMIT ?", (*params, check.limit(limit)))
+        return [self._compaction(r[0]) for r in rows]
+
+    def _compaction(self, compaction_id):
+        row = self.db.one("SELECT id, scope_id, created_at, actor, summariser, summary_id, items, tokens, "
+                          "summary_tokens, journal_seq, restored_at, restored_by, purged_at "
+                          "FROM compactions WHERE id = ?", (compaction_id,))
+        keys = ("id", "scope", "created_at", "actor", "summariser", "summary_id", "items", "tokens",
+                "summary_tokens", "journal_seq", "restored_at", "restored_by", "purged_at")
+        result = dict(zip(keys, row))
+        result["scope"] = self.access.name_of(row[1])
+        result["replaced"] = [r[0] for r in self.db.all(
+            "SELECT memory_id FROM compaction_members WHERE compaction_id = ? ORDER BY memory_id", (row[0],))]
+        result["state"] = "purged" if row[12] else "restored" if row[10] else "compacted"
+        return result
+
+    def restore(self, caller, compaction_id):
+        """Bring back what a compaction replaced; its summary is retired (forgotten)."""
+        caller = check.principal(caller)
+        row = self.db.one("SELECT scope_id FROM compactions WHERE id = ?",
+                          (check.ident(compaction_id, "compaction_id"),))
+        if row is None:
+            raise NotFound(f"compaction {compaction_id} does not exist")
+        self.access.require(caller, self.access.name_of(row[0]), WRITE)
+        return self.compactor.restore(compaction_id, caller)
+
+    def purge(self, caller, older_than=None, scope=None):
+        """Remove the text of items compacted or forgotten more than older_than seconds ago
+        (default: the retention policy); tombstones stay. Shell/system, or an owner for its scope."""
+        caller = check.principal(caller)
+        if scope is None and not acl.privileged(caller):
+            raise PermissionDenied(f"{caller} may purge only a scope it owns: give scope=")
+        ids = None
+        if scope is not None:
+            scope = check.scope(scope)
+            self.access.require_owner(caller, scope, "purge")
+            ids = [self.access.lookup(scope)[0]]
+        if older_than is None:
+            policy = self.db.meta("retention_seconds")
+            if policy is None:
+                raise InvalidArgument("older_than: no retention policy is set; give older_than (seconds) "
+                                      "or set a policy with ctx.set_retention(seconds)")
+            older_than = float(policy)
+        older_than = check.seconds(older_than, "older_than")
+        return self.compactor.purge(self.clock() - older_than, ids, caller)
+
+    def set_retention(self, caller, seconds):
+        """Set (seconds) or clear (None) the retention policy purge() applies by default; shell/system only."""
+        caller = check.principal(caller)
+        if not acl.privileged(caller):
+            raise PermissionDenied(f"{caller} may not set the retention policy: only the shell or system")
+        with self.db.atomic():
+            if seconds is None:
+                self.db.execute("DELETE FROM meta WHERE key = 'retention_seconds'")
+            else:
+                self.db.set_meta("retention_seconds", check.seconds(seconds, "seconds"))
+            self._journal(caller, "system", "ctx.retention", {"seconds": seconds})
+        return {"retention_seconds": seconds}
+
+    # --------------------------------------------------------------- access
+
+    def create_scope(self, caller, scope, owner=None, quota_tokens=None, quota_items=None):
+        """Create a shared scope (owned by the caller, or by owner when the shell asks)."""
+        caller = check.principal(caller)
+        if (quota_tokens is not None or quota_items is not None) and not acl.privileged(caller):
+            raise PermissionDenied(f"{caller} may not set quotas: only the shell or system sets them")
+        tokens = check.quota_value(quota_tokens, "quota_tokens")
+        items = check.quota_value(quota_items, "quota_items")
+        with self.db.atomic():
+            scope_id, owner = self.access.create(caller, check.scope(scope), owner)
+            self.quotas.set(scope_id, tokens, items)
+            self._journal(caller, scope, "ctx.scope", {"owner": owner, "quota_tokens": tokens,
+                                                        "quota_items": items})
+        return self.quotas.usage([scope])[0]
+
+    def scopes(self, caller):
+        """The scopes the caller may read, with usage and the caller's mode on each."""
+        caller = check.principal(caller)
+        rows = self.quotas.usage(self.access.readable(caller))
+        for row in rows:
+            row["mode"] = self.access.mode(caller, row["scope"])
+        return rows
+
+    def grant(self, caller, scope, grantee, mode="read"):
+        """Let grantee read (or read-write) scope; the owner or the shell only."""
+        caller = check.principal(caller)
+        with self.db.atomic():
+            result = self.access.grant(caller, scope, grantee, mode)
+            self._journal(caller, scope, "ctx.grant", {"grantee": grantee, "mode": mode})
+        return result
+
+    def revoke(self, caller, scope, grantee):
+        """Take grantee's grant on scope away."""
+        caller = check.principal(caller)
+        with self.db.atomic():
+            result = self.access.revoke(caller, scope, grantee)
+            self._journal(caller, scope, "ctx.revoke", {"grantee": grantee})
+        return result
+
+    def grants(self, caller, scope=None):
+        """Grants on a scope, or those the caller gave or holds (all, for the shell)."""
+        return self.access.grants(check.principal(caller), scope)
+
+    # ----------------------------------------------------- export / import
+
+    def export(self, caller, path, scopes=None):
+        """Write one or more scopes (None: everything, shell/system only) to a single file."""
+        caller = check.principal(caller)
+        names = check.scopes(scopes)
+        if names is None and not acl.privileged(caller):
+            raise PermissionDenied(f"{caller} may export only scopes it can read: give scopes=")
+        for name in names or ():
+            self.access.require(caller, name, READ)
+            if self.access.lookup(name) is None:
+                raise NotFound(f"scope {name} does not exist")
+        header = {"type": "header", "format": exporter.FORMAT, "version": exporter.VERSION,
+                  "store_id": self.store_id, "exported_at": self.clock(), "exported_by": caller,
+                  "scopes": names if names is not None else "all", "estimator": self.estimator.name,
+                  "journal_complete": names is None}
+        result = exporter.export(self.db, names, path, header)
+        if not self.db.read_only:
+            self._journal(caller, "system", "ctx.export", {"path": result["path"], "scopes": header["scopes"],
+                                                           "sha256": result["sha256"]})
+        return result
+
+    def import_(self, caller, path, on_conflict="refuse", rename=None):
+        """Import an export file (shell/system only): verified, renumbered, in one transaction."""
+        caller = check.principal(caller)
+        if not acl.privileged(caller):
+            raise PermissionDenied(f"{caller} may not import: only the shell or system imports context")
+        check.choice(on_conflict, "on_conflict", ("refuse", "merge"))
+        rename = _rename_map(rename)
+        path = os.fspath(path)
+        header = exporter.check_file(path)
+        importer = exporter.Importer(self.db, self.access, self.memories, self._journal, self.estimator,
+                                     self.store_id, self.clock)
+        try:
+            return importer.run(caller, path, header, on_conflict, rename)
+        finally:
+            self.access.forget_cache()
+
+    # --------------------------------------------------------------- as-of
+
+    def as_of(self, caller, scope, at, limit=1000):
+        """What scope's context held at time `at`: the items live then (newest first) and their pins."""
+        caller = check.principal(caller)
+        scope = check.scope(scope)
+        self.access.require(caller, scope, READ)
+        at = check.timestamp(at, "at")
+        if at is None:
+            raise InvalidArgument("at: give a time in seconds since the epoch")
+        hit = self.access.lookup(scope)
+        if hit is None:
+            raise NotFound(f"scope {scope} does not exist")
+        result = history.as_of(self.db, hit[0], scope, at, check.limit(limit))
+        row = self.db.one("SELECT max(seq) FROM journal WHERE scope = ? AND ts <= ?", (scope, at))
+        result["journal_seq"] = row[0] or 0
+        return result
+
+    # -------------------------------------------------------------- helpers
+
+    def _scope_arg(self, caller, scope):
+        if scope is not None:
+            return check.scope(scope)
+        home = acl.home(caller)
+        if home is None:
+            raise InvalidArgument(f"scope: {caller} has no scope of its own; name one it has a "
+                                  "read-write grant on")
+        return home
+
+    def _readable_names(self, caller, scopes):
+        """Scope names to read: the given ones (each checked) or all the caller may read (None: all)."""
+        names = check.scopes(scopes)
+        if names is None:
+            return self.access.readable(caller)
+        for name in names:
+            self.access.require(caller, name, READ)
+        return names
+
+    def _readable_ids(self, caller, scopes):
+        names = self._readable_names(caller, scopes)
+        return None if names is None else self._ids(names)
+
+    def _ids(self, names):
+        hits = (self.access.lookup(n) for n in names)
+        return [h[0] for h in hits if h is not None]
+
+    def _identity(self):
+        store_id = self.db.meta("store_id")
+        if store_id is None:
+            store_id = os.urandom(16).hex()
+            with self.db.atomic():
+                self.db.set_meta("store_id", store_id)
+                self.db.set_meta("created_at", self.clock())
+        return store_id
+
+    def _recount_if_estimator_changed(self):
+        if self.db.meta("estimator") == self.estimator.name or self.db.read_only:
+            return
+        with self.db.atomic():
+            rows = self.db.all("SELECT id, text FROM memories WHERE text IS NOT NULL")
+            self.db.executemany("UPDATE memories SET tokens = ? WHERE id = ?",
+                                [(item_tokens(self.estimator, text), mid) for mid, text in rows])
+            self.db.set_meta("estimator", self.estimator.name)
+
+
+def _check_summariser(summariser):
+    if not isinstance(getattr(summariser, "name", None), str) or not callable(getattr(summariser, "summarise",
+                                                                                    None)):
+        raise InvalidArgument(f"summariser={summariser!r}: needs a str attribute 'name' and a method "
+                              "summarise(items, budget_tokens, estimator) -> str")
+    return summariser
+
+
+def _rename_map(rename):
+    if rename is None:
+        return {}
+    if not isinstance(rename, dict):
+        raise InvalidArgument("rename: give a mapping {'<scope in the file>': '<scope here>'}")
+    return {check.scope(k, "rename key"): check.scope(v, "rename value") for k, v in rename.items()}

@@ -1,0 +1,84 @@
+"""The context store's exceptions: one named class per way a call can fail.
+
+Leaf module (imports nothing).  Every message says what was wrong and how to
+fix it; the ABI server turns these into error replies by class name
+(``ContextError.code`` is a stable short name for the wire).
+"""
+
+
+class ContextError(Exception):
+    """Base of every error the context store raises on purpose."""
+
+    code = "ctx_error"
+
+
+class InvalidArgument(ContextError, ValueError):
+    """A call's argument breaks its rule (type, range, format or size)."""
+
+    code = "invalid_argument"
+
+
+class NotFound(ContextError, LookupError):
+    """The memory, goal, step, compaction, scope or grant named does not exist."""
+
+    code = "not_found"
+
+
+class PermissionDenied(ContextError, PermissionError):
+    """The caller lacks the grant the call needs on a scope."""
+
+    code = "permission_denied"
+
+
+class Conflict(ContextError):
+    """The call contradicts the current state (an import over existing scopes, a restore of a restored compaction)."""
+
+    code = "conflict"
+
+
+class QuotaExceeded(ContextError):
+    """A write would take a scope past its quota in a way compaction cannot fix (pinned items)."""
+
+    code = "quota_exceeded"
+
+
+class ExportFormatError(ContextError):
+    """An export file is damaged, truncated, of another format or version, or fails its checksum."""
+
+    code = "bad_export"
+
+
+class StoreError(ContextError):
+    """The database itself failed (I/O, corruption, schema) in a way the caller cannot fix by retrying the call."""
+
+    code = "store_error"
+
+
+class StoreFullError(StoreError):
+    """The disk (or the file-size limit) is full: the write was not made; reads still work."""
+
+    code = "store_full"
+
+
+class StoreReadOnlyError(StoreError):
+    """The database or its filesystem is read-only: the write was not made; reads still work."""
+
+    code = "store_read_only"
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the database's write lock (aetherd should be the only writer)."""
+
+    code = "store_busy"
+
+
+class StoreCorruptError(StoreError):
+    """SQLite reports the database file is malformed."""
+
+    code = "store_corrupt"
+
+
+class SchemaError(StoreError):
+    """The database's schema is newer than this code, or a migration failed (and was rolled back)."""
+
+    code = "schema_error"

@@ -1,0 +1,236 @@
+"""The context store's schema, as a registry of migrations.
+
+``MIGRATIONS`` is an ordered list of ``(version, name, steps)``; a step is a
+SQL string (one or more statements) or a callable ``step(conn)``.  The store
+applies every migration newer than the database, each one together with its
+row in the ``migrations`` table in a single transaction: a database is always
+at exactly one recorded version (see ``store.migrate``).
+
+Invariants kept by the schema itself, so no code path can break them:
+
+* the journal refuses UPDATE and DELETE (triggers);
+* memory rows are never deleted, and their text, tags, kind and scope never
+  change (a purge blanks the text of a compacted or forgotten item and keeps
+  a tombstone with the digest);
+* ``memories_fts`` indexes exactly the live memories and ``compacted_fts``
+  exactly the compacted ones (triggers on ``state``);
+* each scope's usage counters (live and retained items and tokens) follow
+  every insert and state change (triggers).
+"""
+
+GENESIS = "0" * 64          # prev_hash of journal entry 1
+
+BASE = """
+CREATE TABLE meta(
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE scopes(
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    owner           TEXT NOT NULL,
+    created_at      REAL NOT NULL,
+    quota_tokens    INTEGER,            -- NULL: the store default; -1: unlimited
+    quota_items     INTEGER,
+    live_items      INTEGER NOT NULL DEFAULT 0,
+    live_tokens     INTEGER NOT NULL DEFAULT 0,
+    retained_items  INTEGER NOT NULL DEFAULT 0,   -- compacted or forgotten, recoverable
+    retained_tokens INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE grants(
+    scope_id   INTEGER NOT NULL REFERENCES scopes(id),
+    grantee    TEXT NOT NULL,
+    mode       TEXT NOT NULL CHECK (mode IN ('read', 'read-write')),
+    granted_by TEXT NOT NULL,
+    granted_at REAL NOT NULL,
+    PRIMARY KEY (scope_id, grantee)
+) WITHOUT ROWID;
+CREATE INDEX grants_grantee ON grants(grantee);
+
+CREATE TABLE journal(
+    seq       INTEGER PRIMARY KEY,
+    ts        REAL NOT NULL,
+    actor     TEXT NOT NULL,
+    scope     TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    goal_id   INTEGER,
+    body      TEXT NOT NULL,              -- canonical JSON
+    origin    TEXT,                       -- '<store id>:<seq>:<hash>' for imported entries
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE INDEX journal_scope ON journal(scope, seq);
+CREATE INDEX journal_goal ON journal(goal_id, seq) WHERE goal_id IS NOT NULL;
+CREATE INDEX journal_ts ON journal(ts);
+CREATE INDEX journal_origin ON journal(origin) WHERE origin IS NOT NULL;
+CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal BEGIN
+    SELECT RAISE(ABORT, 'the journal is append-only: entries cannot be changed');
+END;
+CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal BEGIN
+    SELECT RAISE(ABORT, 'the journal is append-only: entries cannot be deleted');
+END;
+
+CREATE TABLE memories(
+    id            INTEGER PRIMARY KEY,
+    scope_id      INTEGER NOT NULL REFERENCES scopes(id),
+    kind          TEXT NOT NULL CHECK (kind IN ('fact', 'note', 'observation', 'summary')),
+    text          TEXT,                   -- NULL once purged
+    tags          TEXT NOT NULL DEFAULT '',
+    importance    REAL NOT NULL CHECK (importance >= 0 AND importance <= 1),
+    pinned        INTEGER NOT NULL DEFAULT 0 CHECK (pinned IN (0, 1)),
+    tokens        INTEGER NOT NULL CHECK (tokens >= 0),
+    digest        TEXT NOT NULL,          -- sha256 of the text, kept after a purge
+    author        TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    last_used     REAL NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('live', 'compacted', 'forgotten', 'purged')),
+    state_at      REAL NOT NULL,          -- when it entered its state
+    compaction_id INTEGER,                -- the compaction that replaced it (state compacted)
+    origin        TEXT                    -- '<store id>:<id>' for imported memories
+);
+CREATE INDEX mem_scope_created ON memories(scope_id, created_at);
+CREATE INDEX mem_live_recent ON memories(scope_id, last_used) WHERE state = 'live';
+CREATE INDEX mem_live_important ON memories(scope_id, importance) WHERE state = 'live';
+CREATE INDEX mem_all_recent ON memories(last_used) WHERE state = 'live';
+CREATE INDEX mem_all_important ON memories(importance) WHERE state = 'live';
+CREATE INDEX mem_pinned ON memories(scope_id) WHERE pinned = 1 AND state = 'live';
+CREATE INDEX mem_compaction ON memories(compaction_id) WHERE compaction_id IS NOT NULL;
+CREATE INDEX mem_origin ON memories(origin) WHERE origin IS NOT NULL;
+
+CREATE TABLE memory_events(
+    memory_id INTEGER NOT NULL REFERENCES memories(id),
+    ts        REAL NOT NULL,
+    event     TEXT NOT NULL CHECK (event IN
+                  ('compacted', 'restored', 'forgotten', 'purged', 'pinned', 'unpinned')),
+    ref       INTEGER,                    -- the compaction, for compacted/restored
+    actor     TEXT NOT NULL
+);
+CREATE INDEX memory_events_memory ON memory_events(memory_id, ts);
+
+CREATE VIRTUAL TABLE memories_fts USING fts5(
+    text, tags, sid, content='', tokenize='unicode61 remove_diacritics 2');
+INSERT INTO memories_fts(memories_fts, rank) VALUES ('rank', 'bm25(1.0, 0.5, 0.0)');
+CREATE VIRTUAL TABLE compacted_fts USING fts5(
+    text, tags, sid, content='', tokenize='unicode61 remove_diacritics 2');
+INSERT INTO compacted_fts(compacted_fts, rank) VALUES ('rank', 'bm25(1.0, 0.5, 0.0)');
+
+CREATE TRIGGER mem_no_delete BEFORE DELETE ON memories BEGIN
+    SELECT RAISE(ABORT, 'memories are never deleted: forget them; a purge removes their text');
+END;
+CREATE TRIGGER mem_immutable BEFORE UPDATE OF text, tags, kind, scope_id ON memories
+WHEN NOT (new.state = 'purged' AND old.state <> 'purged') BEGIN
+    SELECT RAISE(ABORT, 'a memory''s text, tags, kind and scope never change: forget it and remember a new one');
+END;
+
+CREATE TRIGGER mem_insert_live AFTER INSERT ON memories WHEN new.state = 'live' BEGIN
+    INSERT INTO memories_fts(rowid, text, tags, sid) VALUES (new.id, new.text, new.tags, 's' || new.scope_id);
+    UPDATE scopes SET live_items = live_items + 1, live_tokens = live_tokens + new.tokens
+        WHERE id = new.scope_id;
+END;
+CREATE TRIGGER mem_insert_compacted AFTER INSERT ON memories WHEN new.state = 'compacted' BEGIN
+    INSERT INTO compacted_fts(rowid, text, tags, sid) VALUES (new.id, new.text, new.tags, 's' || new.scope_id);
+END;
+CREATE TRIGGER mem_insert_retained AFTER INSERT ON memories
+WHEN new.state IN ('compacted', 'forgotten') BEGIN
+    UPDATE scopes SET retained_items = retained_items + 1, retained_tokens = retained_tokens + new.tokens
+        WHERE id = new.scope_id;
+END;
+
+CREATE TRIGGER mem_leave_live AFTER UPDATE OF state ON memories
+WHEN old.state = 'live' AND new.state <> 'live' BEGIN
+    INSERT INTO memories_fts(memories_fts, rowid, text, tags, sid)
+        VALUES ('delete', old.id, old.text, old.tags, 's' || old.scope_id);
+    UPDATE scopes SET live_items = live_items - 1, live_tokens = live_tokens - old.tokens
+        WHERE id = old.scope_id;
+END;
+CREATE TRIGGER mem_enter_live AFTER UPDATE OF state ON memories
+WHEN old.state <> 'live' AND new.state = 'live' BEGIN
+    INSERT INTO memories_fts(rowid, text, tags, sid) VALUES (new.id, new.text, new.tags, 's' || new.scope_id);
+    UPDATE scopes SET live_items = live_items + 1, live_tokens = live_tokens + new.tokens
+        WHERE id = new.scope_id;
+END;
+CREATE TRIGGER mem_leave_compacted AFTER UPDATE OF state ON memories
+WHEN old.state = 'compacted' AND new.state <> 'compacted' BEGIN
+    INSERT INTO compacted_fts(compacted_fts, rowid, text, tags, sid)
+        VALUES ('delete', old.id, old.text, old.tags, 's' || old.scope_id);
+END;
+CREATE TRIGGER mem_enter_compacted AFTER UPDATE OF state ON memories
+WHEN old.state <> 'compacted' AND new.state = 'compacted' BEGIN
+    INSERT INTO compacted_fts(rowid, text, tags, sid) VALUES (new.id, new.text, new.tags, 's' || new.scope_id);
+END;
+CREATE TRIGGER mem_leave_retained AFTER UPDATE OF state ON memories
+WHEN old.state IN ('compacted', 'forgotten') AND new.state NOT IN ('compacted', 'forgotten') BEGIN
+    UPDATE scopes SET retained_items = retained_items - 1, retained_tokens = retained_tokens - old.tokens
+        WHERE id = old.scope_id;
+END;
+CREATE TRIGGER mem_enter_retained AFTER UPDATE OF state ON memories
+WHEN old.state NOT IN ('compacted', 'forgotten') AND new.state IN ('compacted', 'forgotten') BEGIN
+    UPDATE scopes SET retained_items = retained_items + 1, retained_tokens = retained_tokens + new.tokens
+        WHERE id = new.scope_id;
+END;
+CREATE TRIGGER mem_retokenized AFTER UPDATE OF tokens ON memories
+WHEN old.state = new.state AND old.tokens <> new.tokens BEGIN
+    UPDATE scopes SET live_tokens = live_tokens + (new.tokens - old.tokens) * (new.state = 'live'),
+        retained_tokens = retained_tokens
+            + (new.tokens - old.tokens) * (new.state IN ('compacted', 'forgotten'))
+        WHERE id = new.scope_id;
+END;
+
+CREATE TABLE compactions(
+    id             INTEGER PRIMARY KEY,
+    scope_id       INTEGER NOT NULL REFERENCES scopes(id),
+    created_at     REAL NOT NULL,
+    actor          TEXT NOT NULL,
+    summariser     TEXT NOT NULL,
+    summary_id     INTEGER REFERENCES memories(id),
+    items          INTEGER NOT NULL,
+    tokens         INTEGER NOT NULL,
+    summary_tokens INTEGER NOT NULL,
+    journal_seq    INTEGER,
+    restored_at    REAL,
+    restored_by    TEXT,
+    purged_at      REAL
+);
+CREATE INDEX compactions_scope ON compactions(scope_id, created_at);
+CREATE TABLE compaction_members(
+    compaction_id INTEGER NOT NULL REFERENCES compactions(id),
+    memory_id     INTEGER NOT NULL REFERENCES memories(id),
+    PRIMARY KEY (compaction_id, memory_id)
+) WITHOUT ROWID;
+CREATE INDEX compaction_members_memory ON compaction_members(memory_id);
+
+CREATE TABLE goals(
+    id          INTEGER PRIMARY KEY,
+    scope_id    INTEGER NOT NULL REFERENCES scopes(id),
+    intent      TEXT NOT NULL,
+    plan        TEXT NOT NULL DEFAULT '',
+    status      TEXT NOT NULL CHECK (status IN ('open', 'active', 'done', 'failed', 'abandoned')),
+    outcome     TEXT,
+    author      TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    journal_seq INTEGER NOT NULL,         -- the entry of its latest change
+    origin      TEXT
+);
+CREATE INDEX goals_scope ON goals(scope_id, status);
+CREATE INDEX goals_origin ON goals(origin) WHERE origin IS NOT NULL;
+CREATE TABLE goal_steps(
+    goal_id     INTEGER NOT NULL REFERENCES goals(id),
+    n           INTEGER NOT NULL,
+    description TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed', 'skipped')),
+    outcome     TEXT,
+    updated_at  REAL NOT NULL,
+    journal_seq INTEGER NOT NULL,
+    PRIMARY KEY (goal_id, n)
+) WITHOUT ROWID;
+"""
+
+# (version, name, steps): append only; never edit a migration that has shipped.
+MIGRATIONS = [
+    (1, "base: journal, scopes, grants, memories, full-text indexes, compactions, goals", [BASE]),
+]
+
+LATEST = MIGRATIONS[-1][0]
