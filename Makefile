@@ -6,11 +6,15 @@ IMAGES  := out/images
 MEM     ?= 512
 CPUS    ?= 1
 ACCEL   ?= auto
+FIRMWARE ?= bios
 PYTEST_ARGS ?=
+BUILDROOT ?=
+BR_OUT  ?= out/buildroot
 
 SOURCES := $(shell find aether init rootfs kernel-config scripts/aetherbuild board -type f 2>/dev/null | grep -v __pycache__)
 
-.PHONY: all deps kernel image rootfs run test test-fast test-vm bench clean distclean help
+.PHONY: all deps kernel image rootfs disk run run-disk test test-fast test-vm bench \
+	check-kernel-repro buildroot-image clean distclean help
 
 all: image
 
@@ -20,8 +24,12 @@ help:
 	@echo "make test-fast  unit and host tests only (no image, no VM)"
 	@echo "make bench      boot-time, size and memory figures (out/bench/)"
 	@echo "make image      kernel + initramfs + manifest under out/images/"
+	@echo "make disk       out/images/disk.img (BIOS+UEFI GPT disk, dd-able) and disk.qcow2"
+	@echo "make run-disk   boot a copy of disk.img in QEMU (FIRMWARE=uefi for OVMF)"
+	@echo "make check-kernel-repro  build the kernel again from scratch and compare"
+	@echo "make buildroot-image BUILDROOT=/path/to/buildroot  the same disk from source"
 	@echo "make deps       Debian packages and the .venv the build and tests use"
-	@echo "variables: MEM=$(MEM) (MiB) CPUS=$(CPUS) ACCEL=$(ACCEL) (auto|kvm|tcg)"
+	@echo "variables: MEM=$(MEM) (MiB) CPUS=$(CPUS) ACCEL=$(ACCEL) (auto|kvm|tcg) FIRMWARE=$(FIRMWARE) (bios|uefi)"
 
 # Always checked (cheap when nothing is missing), so a fresh machine gets everything.
 deps:
@@ -35,23 +43,51 @@ $(IMAGES)/.built: $(SOURCES) Makefile requirements.txt | deps
 	$(PY) scripts/build-image all
 	@touch $@
 
+# The disk is made from what `image` staged (out/build/rootfs/tree) and published.
+disk: $(IMAGES)/disk.img
+$(IMAGES)/disk.img: $(IMAGES)/.built
+	$(PY) scripts/build-image disk
+
 run: image
 	$(PY) scripts/run-qemu --memory $(MEM) --cpus $(CPUS) --accel $(ACCEL)
 
-test: image
+# Boots a fresh copy (out/run/disk-copy.img): the built image stays as it was built.
+run-disk: disk
+	$(PY) scripts/run-qemu --disk $(IMAGES)/disk.img --firmware $(FIRMWARE) \
+		--memory $(MEM) --cpus $(CPUS) --accel $(ACCEL)
+
+test: image disk
 	AETHER_REQUIRE_IMAGE=1 $(PY) -m pytest $(PYTEST_ARGS) tests
 
 test-fast: deps
 	$(PY) -m pytest $(PYTEST_ARGS) -m "not vm" tests
 
-test-vm: image
+test-vm: image disk
 	AETHER_REQUIRE_IMAGE=1 $(PY) -m pytest $(PYTEST_ARGS) -m vm tests
+
+# About 6 minutes of CPU: a second, clean kernel build compared with the cached one.
+check-kernel-repro: | deps
+	$(PY) scripts/check-kernel-repro
+
+# Everything from source with Buildroot (needs its downloads: not possible offline).
+buildroot-image:
+	@test -n "$(BUILDROOT)" || { echo "usage: make buildroot-image BUILDROOT=/path/to/buildroot [BR_OUT=$(BR_OUT)]" >&2; exit 2; }
+	$(MAKE) -C $(BUILDROOT) O=$(abspath $(BR_OUT)) BR2_EXTERNAL=$(abspath board) aether_x86_64_defconfig
+	$(MAKE) -C $(BUILDROOT) O=$(abspath $(BR_OUT)) all
+	@echo "disk image: $(BR_OUT)/images/disk.img"
 
 bench: image
 	$(PY) scripts/bench
+	$(PY) scripts/bench-agents
+	$(PY) scripts/bench-ctx
 
 clean:
 	rm -rf out
 
 distclean: clean
 	rm -rf .venv
+
+# Context store benchmark (durable appends, window latency at 10k/100k/1M items): out/bench/ctx.json
+.PHONY: bench-ctx
+bench-ctx: deps
+	$(PY) scripts/bench-ctx

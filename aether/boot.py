@@ -9,12 +9,12 @@ degraded step that fails is logged and the boot goes on.
 import os
 import time
 
-from . import config, mounts, netif, power, syscalls
+from . import config, datadisk, mounts, netif, power, syscalls
 
 FATAL = True
 DEGRADED = False
 
-DATA_DIR = "/var/lib/aether"
+DATA_DIR = datadisk.DATA_DIR
 RUN_DIR = "/run/aether"
 
 
@@ -57,11 +57,19 @@ def entropy(init):
 
 
 def data_location(init):
-    # The data partition (label AETHER-DATA) arrives with the disk image; until then,
-    # and whenever it is missing, the data location is memory and we say so loudly.
-    mounts.mount("tmpfs", DATA_DIR, "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV, "mode=0755")
-    init.data_persistent = False
-    init.log.warning(f"no data partition: {DATA_DIR} is in memory; NOTHING WILL SURVIVE A REBOOT")
+    """The data partition on /var/lib/aether, or a tmpfs there (aether/datadisk.py), and the
+    boot counter on it."""
+    wait = datadisk.WAIT_FROM_DISK if datadisk.booting_from_disk() else 0.0
+    devices, waited = datadisk.find(datadisk.scan, wait)
+    init.data_persistent, _node = datadisk.attach(init.log, mounts.mount, devices, waited,
+                                                  datadisk.root_disk(), DATA_DIR)
+    try:
+        count = datadisk.count_boot(DATA_DIR, init.log)
+    except OSError as e:
+        init.log.warning(f"cannot update the boot counter {DATA_DIR}/{datadisk.BOOT_COUNT}: {e}")
+        return
+    where = "" if init.data_persistent else " (in memory)"
+    init.log.info(f"boot {count} recorded in {DATA_DIR}/{datadisk.BOOT_COUNT}{where}")
 
 
 def run_dir(_init):
@@ -89,20 +97,29 @@ STEPS = (
 
 
 def run(init, steps=STEPS):
-    """Take every step; return False if a fatal one failed."""
-    for name, step, fatal, hint in steps:
-        started = time.monotonic()
-        try:
-            step(init)
-            init.log.debug(f"boot step {name}: {1000 * (time.monotonic() - started):.0f} ms")
-        except Exception as e:  # noqa: BLE001 - each step decides fatal or degraded
-            reason = f"{name} failed: {e}"
-            if hint:
-                reason += f" (hint: {hint})"
-            if fatal:
-                init.log.error(f"FATAL: {reason}")
-                init.log.error("boot stopped; no services started. The machine stays up: "
-                               "the power button powers off, Ctrl-Alt-Del reboots.")
-                return False
-            init.log.warning(f"{reason}; continuing without it")
-    return True
+    """Take every step; return False if a fatal one failed.
+
+    Each step's duration is logged at debug level once all steps ran (the log
+    level itself comes from the configuration, read part-way through).
+    """
+    timings = []
+    try:
+        for name, step, fatal, hint in steps:
+            started = time.monotonic()
+            try:
+                step(init)
+            except Exception as e:  # noqa: BLE001 - each step decides fatal or degraded
+                reason = f"{name} failed: {e}"
+                if hint:
+                    reason += f" (hint: {hint})"
+                if fatal:
+                    init.log.error(f"FATAL: {reason}")
+                    init.log.error("boot stopped; no services started. The machine stays up: "
+                                   "the power button powers off, Ctrl-Alt-Del reboots.")
+                    return False
+                init.log.warning(f"{reason}; continuing without it")
+            finally:
+                timings.append((name, time.monotonic() - started))
+        return True
+    finally:
+        init.log.debug("boot steps: " + ", ".join(f"{n} {1000 * t:.0f} ms" for n, t in timings))

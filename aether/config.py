@@ -66,6 +66,34 @@ def _seconds(low, high):
     return check
 
 
+def _url(value):
+    if value == "":
+        return value
+    if not (value.startswith("http://") or value.startswith("https://")) or len(value) > 500:
+        raise ConfigError("give an http:// or https:// base URL such as http://10.0.2.2:8080/v1")
+    return value.rstrip("/")
+
+
+def _text(limit):
+    def check(value):
+        if len(value) > limit:
+            raise ConfigError(f"at most {limit} characters")
+        return value
+    return check
+
+
+def _count(low, high):
+    def check(value):
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError("give a whole number") from None
+        if not low <= number <= high:
+            raise ConfigError(f"must be from {low} to {high}")
+        return number
+    return check
+
+
 # key -> (built-in default, validator, one-line description)
 KEYS = {
     "hostname": ("aether", _hostname, "the machine's hostname"),
@@ -75,6 +103,12 @@ KEYS = {
     "log_level": ("info", _choice("debug", "info", "warning", "error"), "PID 1's log level"),
     "stop_timeout": ("5", _seconds(0, 300),
                      "seconds a service gets between TERM and KILL when stopped"),
+    "llm.endpoint": ("", _url, "an OpenAI-compatible API's base URL (…/v1); empty: no model"),
+    "llm.model": ("", _text(200), "the model name sent to the endpoint"),
+    "llm.api_key": ("", _text(500), "the endpoint's API key; keep it in /var/lib/aether/config "
+                                    "(the kernel command line is readable by every process)"),
+    "llm.timeout": ("120", _seconds(0, 3600), "seconds to wait for the endpoint"),
+    "llm.max_tokens": ("1024", _count(1, 1_000_000), "default completion length"),
 }
 
 
@@ -150,6 +184,10 @@ class Config:
                     warn(f"{origin}: {_spelled(key, origin)}={settings[key]!r} is not valid: {e}; "
                          f"using {self._shown(key)!r} ({self.origin[key]})")
         for origin, settings in sources:
+            if origin == "kernel command line" and settings.get("llm.api_key"):
+                warn("aether.llm.api_key is on the kernel command line, which every process can "
+                     "read; put it in /var/lib/aether/config (mode 0600) instead")
+        for origin, settings in sources:
             for key in settings:
                 if key not in KEYS:
                     warn(f"{origin}: unknown setting {_spelled(key, origin)!r} ignored "
@@ -161,6 +199,9 @@ class Config:
 
     def __getitem__(self, key):
         return self.values[key]
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
 
 
 def _spelled(key, origin):

@@ -14,7 +14,7 @@ import os
 import sys
 import termios
 
-from . import __version__, sysinfo
+from . import __version__, datadisk, sysinfo
 
 PROMPT = "aether> "
 RUN_DIR = "/run/aether"
@@ -86,11 +86,24 @@ def _services():
     return ", ".join(parts) or "none"
 
 
+def data_line(mounts_text, boot_count, data_dir=datadisk.DATA_DIR):
+    """Where the data location is (the last mount on it wins) and which boot this is."""
+    source = fstype = None
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] == data_dir:
+            source, fstype = fields[0], fields[2]
+    if fstype == "ext4":
+        where = f"data partition {source}, ext4"
+    else:
+        where = "in memory: nothing survives a reboot"
+    return f"{data_dir} ({where}; boot {boot_count})"
+
+
 def cmd_status(_out):
     info = sysinfo.meminfo()
     used, total = sysinfo.memory_used_kib(info) / 1024, info["MemTotal"] / 1024
-    persistent = "data partition" if sysinfo.read_text("/proc/mounts").find(" /var/lib/aether ext4 ") >= 0 \
-        else "in memory: nothing survives a reboot"
+    data = data_line(sysinfo.read_text("/proc/mounts"), datadisk.read_boot_count())
     return "\n".join([
         f"hostname: {sysinfo.read_text('/proc/sys/kernel/hostname', '?')}",
         f"kernel: {sysinfo.read_text('/proc/sys/kernel/osrelease', '?')}",
@@ -101,7 +114,7 @@ def cmd_status(_out):
         f"pid1: {sysinfo.cmdline(1)} (exe {_exe(1)})",
         f"mounts: {' '.join(sysinfo.mount_points())}",
         f"services: {_services()}",
-        f"data: /var/lib/aether ({persistent})",
+        f"data: {data}",
     ])
 
 

@@ -55,7 +55,7 @@ class RealOs:
     def _start(spec, out):
         if spec.entry:
             return fork_call(spec.entry, spec.argv[1:], setsid=spec.setsid,
-                             stdout=out, stderr=out, name=spec.name)
+                             stdout=out, stderr=out, name=spec.name, nice=spec.nice)
         env = dict(CHILD_ENV, **(spec.env or {}))
         return spawn(spec.argv, env, setsid=spec.setsid, stdout=out, stderr=out)
 
@@ -112,6 +112,7 @@ class Init:
             self.booted = boot.run(self)
             if self.booted:
                 self.add_consoles()
+                self.add_aetherd()
         if self.control_path:
             try:
                 self.open_control(self.control_path)
@@ -161,6 +162,14 @@ class Init:
                 f"console@{tty}", ["aether.console", "--tty", f"/dev/{tty}"],
                 entry="aether.console:main", restart=ALWAYS, setsid=True, backoff_initial=0.2, intensity=10, period=60.0,
                 retry_after=60.0, stop_timeout=self.config["stop_timeout"]))
+
+    def add_aetherd(self):
+        # After the consoles, at a low CPU priority (nice 10) so its start-up never delays
+        # the first prompt on a one-CPU machine; it returns to normal once it is serving.
+        self.sup.add(ServiceSpec(
+            "aetherd", ["aether.aetherd"], entry="aether.aetherd:main", restart=ALWAYS, nice=10,
+            backoff_initial=0.5, intensity=10, period=60.0, retry_after=60.0,
+            stop_timeout=self.config["stop_timeout"] + 5.0))
 
     def console_ttys(self):
         wanted = self.config["consoles"]

@@ -25,6 +25,7 @@ class Loop:
         self._timers = []
         self._seq = 0
         self._readers = {}
+        self._writers = {}
         self._signals = {}
         self._poll = select.poll()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -39,11 +40,31 @@ class Loop:
 
     def add_reader(self, fd, callback):
         self._readers[fd] = callback
-        self._poll.register(fd, select.POLLIN)
+        self._update(fd)
 
     def remove_reader(self, fd):
         if self._readers.pop(fd, None) is not None:
-            self._poll.unregister(fd)
+            self._update(fd)
+
+    def add_writer(self, fd, callback):
+        """Call callback(fd) whenever fd can be written (remove it when done)."""
+        self._writers[fd] = callback
+        self._update(fd)
+
+    def remove_writer(self, fd):
+        if self._writers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def _update(self, fd):
+        mask = (select.POLLIN if fd in self._readers else 0) | \
+               (select.POLLOUT if fd in self._writers else 0)
+        try:
+            if mask:
+                self._poll.register(fd, mask)     # register() also modifies
+            else:
+                self._poll.unregister(fd)
+        except (KeyError, ValueError, OSError):
+            pass
 
     def call_later(self, delay, callback):
         self._seq += 1
@@ -57,10 +78,17 @@ class Loop:
             ready = self._poll.poll(None if timeout is None else int(timeout * 1000) + 1)
         except InterruptedError:
             ready = []
-        for fd, _events in ready:
-            callback = self._readers.get(fd)
-            if callback is not None:
-                self._call(callback, fd)
+        for fd, events in ready:
+            if events & (select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                callback = self._readers.get(fd)
+                if callback is not None:
+                    self._call(callback, fd)
+                elif not events & select.POLLOUT:
+                    self._update(fd)        # nobody reads it and it only hangs up: stop polling it
+            if events & select.POLLOUT:
+                callback = self._writers.get(fd)
+                if callback is not None:
+                    self._call(callback, fd)
         self._run_due_timers()
 
     def run_forever(self):

@@ -10,11 +10,10 @@ Each service runs in its own process group (its pgid is its pid): stopping it
 sends TERM to the whole group and KILL after ``stop_timeout``.
 """
 
-from collections import deque
-
+from .restart import DONE, FAIL, RestartTracker
 from .states import (
-    ACTIVE, ALWAYS, BACKOFF, EXIT, EXIT_DONT_RESTART, EXITED, FAILED, NEVER,
-    ON_FAILURE, POLICIES, RESTING, RUNNING, START, STOP, STOPPED, STOPPING, TIMER,
+    ACTIVE, ALWAYS, BACKOFF, EXIT, EXITED, FAILED, POLICIES, RESTING, RUNNING, START, STOP,
+    STOPPED, STOPPING, TIMER,
 )
 
 SIGTERM = 15
@@ -31,12 +30,12 @@ class ServiceSpec:
 
     __slots__ = ("name", "argv", "env", "restart", "backoff_initial", "backoff_max",
                  "intensity", "period", "stable_after", "stop_timeout", "retry_after",
-                 "setsid", "capture_output", "entry")
+                 "setsid", "capture_output", "entry", "nice")
 
     def __init__(self, name, argv, env=None, restart=ALWAYS, backoff_initial=0.5,
                  backoff_max=30.0, intensity=5, period=60.0, stable_after=10.0,
                  stop_timeout=5.0, retry_after=None, setsid=False, capture_output=True,
-                 entry=None):
+                 entry=None, nice=0):
         """argv: the program and its arguments; or, with entry="module:function", a
         function PID 1 calls in a forked child (no new interpreter) with argv[1:]."""
         if not name or not isinstance(name, str):
@@ -65,6 +64,7 @@ class ServiceSpec:
         self.retry_after = retry_after
         self.setsid, self.capture_output = setsid, capture_output
         self.entry = entry
+        self.nice = nice             # niceness the (forked) child starts with
 
 
 def exit_code(status):
@@ -86,8 +86,8 @@ class Service:
         self.pid = None
         self.pgid = None
         self.started_at = None
-        self.restart_times = deque()
-        self.failures = 0          # consecutive short runs: drives the backoff
+        self.restarts = RestartTracker(spec.restart, spec.backoff_initial, spec.backoff_max,
+                                       spec.intensity, spec.period, spec.stable_after)
         self.starts = 0
         self.last_exit = None
         self.last_error = None
@@ -107,8 +107,7 @@ class Service:
 
     def start(self, _arg):
         # STOPPED/EXITED/FAILED -> RUNNING (or FAILED if the program cannot start)
-        self.failures = 0
-        self.restart_times.clear()
+        self.restarts.reset()
         self._spawn()
 
     def start_now(self, _arg):
@@ -140,29 +139,18 @@ class Service:
         # RUNNING -> BACKOFF | EXITED | FAILED
         code = self._record_exit(status)
         ran = self.sup.osi.now() - self.started_at
-        name = self.spec.name
         if self.sup.shutting_down:
             return self._stopped()
-        if code == EXIT_DONT_RESTART:
-            self.sup.log.info(f"{name}: exited with {code} (done, not restarting)")
+        verdict, detail = self.restarts.decide(code, ran, self.sup.osi.now())
+        if verdict == DONE:
+            self.sup.log.info(f"{self.spec.name}: {detail}")
             return self._set_state(EXITED)
-        if self.spec.restart == NEVER or (self.spec.restart == ON_FAILURE and code == 0):
-            self.sup.log.info(f"{name}: exited with {code}; restart={self.spec.restart}")
-            return self._set_state(EXITED)
-        if ran >= self.spec.stable_after:
-            self.failures = 0
-        now = self.sup.osi.now()
-        self.restart_times.append(now)
-        while self.restart_times and self.restart_times[0] <= now - self.spec.period:
-            self.restart_times.popleft()
-        if len(self.restart_times) > self.spec.intensity:
-            return self._fail(f"exited {len(self.restart_times)} times within "
-                              f"{self.spec.period:g}s (last status {code}); giving up")
-        self.failures += 1
-        delay = min(self.spec.backoff_max, self.spec.backoff_initial * 2 ** (self.failures - 1))
-        self.sup.log.info(f"{name}: exited with {code} after {ran:.1f}s; restarting in {delay:g}s")
+        if verdict == FAIL:
+            return self._fail(detail)
+        self.sup.log.info(f"{self.spec.name}: exited with {code} after {ran:.1f}s; "
+                          f"restarting in {detail:g}s")
         self._set_state(BACKOFF)
-        self._schedule(delay)
+        self._schedule(detail)
 
     def exited_while_stopping(self, status):
         # STOPPING -> STOPPED once the whole group is gone (other members may still be

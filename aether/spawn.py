@@ -44,7 +44,7 @@ def spawn(argv, env, *, setsid=False, stdin=None, stdout=None, stderr=None):
 PYTHON_IGNORED = frozenset({_signal.SIGPIPE, _signal.SIGXFSZ})
 
 
-def fork_call(entry, args, *, setsid=False, stdout=None, stderr=None, name=None):
+def fork_call(entry, args, *, setsid=False, stdout=None, stderr=None, name=None, nice=0):
     """Run ``module:function(args)`` in a forked child; return its pid.
 
     A forked child skips the interpreter start and the imports PID 1 already
@@ -60,6 +60,8 @@ def fork_call(entry, args, *, setsid=False, stdout=None, stderr=None, name=None)
     code = 1
     try:
         _child_setup(setsid, stdout, stderr, name)
+        if nice:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
         module, _, function = entry.partition(":")
         import importlib
         code = getattr(importlib.import_module(module), function)(list(args))
@@ -77,7 +79,7 @@ def fork_call(entry, args, *, setsid=False, stdout=None, stderr=None, name=None)
         os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
-def _child_setup(setsid, stdout, stderr, name):
+def _child_setup(setsid, stdout, stderr, name, keep=()):
     _signal.set_wakeup_fd(-1)
     for sig in DEFAULT_SIGNALS:
         try:
@@ -94,12 +96,21 @@ def _child_setup(setsid, stdout, stderr, name):
     os.dup2(null, 0)
     os.dup2(stdout if stdout is not None else null, 1)
     os.dup2(stderr if stderr is not None else null, 2)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    _close_from(3, keep)
     sys.stdin = open(0, "r", closefd=False)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     if name:
         _set_comm(name)
+
+
+def _close_from(low, keep):
+    """Close every descriptor from ``low`` up, except those in ``keep``."""
+    top = os.sysconf("SC_OPEN_MAX")
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, top)
 
 
 def _set_comm(name):

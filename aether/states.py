@@ -30,3 +30,16 @@ POLICIES = (ALWAYS, ON_FAILURE, NEVER)
 
 # Exit status meaning "done, do not restart me" (as gokrazy and the agent manifests use it).
 EXIT_DONT_RESTART = 125
+
+# Agent states (aetherd) beyond the service states above
+WAITING = "waiting"      # declared or restarting; waits until its memory and context fit
+STARTING = "starting"    # launched; waiting for the child to confirm it joined its cgroup
+AGENT_STATES = (WAITING, STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, EXITED, FAILED)
+
+# Agent events beyond START, STOP, EXIT, TIMER
+ADMIT = "admit"                  # its reservations fit now
+STARTED = "started"              # the child confirmed it runs in its cgroup
+SPAWN_FAILED = "spawn_failed"    # the child could not start (exec failed, cgroup, uid)
+DEADLINE = "deadline"            # past limits.deadline
+SILENT = "silent"                # no heartbeat within its interval
+AGENT_EVENTS = (START, ADMIT, STARTED, SPAWN_FAILED, EXIT, STOP, TIMER, DEADLINE, SILENT)

@@ -75,6 +75,16 @@ def proc_stat(pid):
     return fields[0], int(fields[1]), int(fields[2])
 
 
+def session_of(pid):
+    """The session id of a process, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2:].split()[3])
+
+
 def pids():
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 

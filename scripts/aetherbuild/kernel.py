@@ -103,6 +103,29 @@ def _extract(tarball, version, root):
     return src / SOURCE_PACKAGE
 
 
+def _env(tarball):
+    return dict(os.environ,
+                ARCH="x86_64",
+                # Timestamps come from the source package, not the clock: reproducible.
+                KBUILD_BUILD_TIMESTAMP=_source_date(tarball),
+                KBUILD_BUILD_USER="aether", KBUILD_BUILD_HOST="aetheros",
+                KBUILD_BUILD_VERSION="1")
+
+
+def _compile(srctree, build_dir, log, env, key):
+    """tinyconfig + the fragments in ``build_dir``, checked, then bzImage."""
+    make = ["make", "-C", str(srctree), f"O={build_dir}", "ARCH=x86_64"]
+    with stage(f"configure kernel [{key}] (tinyconfig + {len(fragments())} fragments)"):
+        _run(make + ["tinyconfig"], log, env)
+        _run([str(srctree / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(build_dir),
+              str(build_dir / ".config"), *map(str, fragments())], log, env)
+        _run(make + ["olddefconfig"], log, env)
+        check_symbols((build_dir / ".config").read_text())
+    with stage(f"compile kernel with {os.cpu_count()} jobs (log: {log})"):
+        _run(make + [f"-j{os.cpu_count()}", "bzImage"], log, env)
+    return build_dir / "arch/x86/boot/bzImage"
+
+
 def build():
     """Return the path of a cached bzImage for the current fragments, building it if needed."""
     hosttools.require("dpkg-query", "make", "gcc", "bc", "bison", "flex", "tar", "xz")
@@ -119,29 +142,26 @@ def build():
     build_dir.mkdir(parents=True, exist_ok=True)
     log = root / f"build-{key}.log"
     log.unlink(missing_ok=True)
-    env = dict(os.environ,
-               ARCH="x86_64",
-               # Timestamps come from the source package, not the clock: reproducible.
-               KBUILD_BUILD_TIMESTAMP=_source_date(tarball),
-               KBUILD_BUILD_USER="aether", KBUILD_BUILD_HOST="aetheros",
-               KBUILD_BUILD_VERSION="1")
-    make = ["make", "-C", str(srctree), f"O={build_dir}", "ARCH=x86_64"]
-    with stage(f"configure kernel [{key}] (tinyconfig + {len(fragments())} fragments)"):
-        _run(make + ["tinyconfig"], log, env)
-        _run([str(srctree / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(build_dir),
-              str(build_dir / ".config"), *map(str, fragments())], log, env)
-        _run(make + ["olddefconfig"], log, env)
-        check_symbols((build_dir / ".config").read_text())
-    with stage(f"compile kernel with {os.cpu_count()} jobs (log: {log})"):
-        _run(make + [f"-j{os.cpu_count()}", "bzImage"], log, env)
+    bzimage = _compile(srctree, build_dir, log, _env(tarball), key)
     tmp = root / f"{key}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    shutil.copy2(build_dir / "arch/x86/boot/bzImage", tmp / "bzImage")
+    shutil.copy2(bzimage, tmp / "bzImage")
     shutil.copy2(build_dir / ".config", tmp / "config")
     (tmp / "version").write_text(f"{SOURCE_PACKAGE} {version}\n")
     tmp.rename(done)
     return done
+
+
+def clean_build(work):
+    """Build the same kernel again from scratch in ``work`` (an empty object tree, another
+    path); return its bzImage.  What scripts/check-kernel-repro compares with the cache."""
+    hosttools.require("dpkg-query", "make", "gcc", "bc", "bison", "flex", "tar", "xz")
+    tarball, version = source()
+    srctree = _extract(tarball, version, paths.cache_dir() / "kernel")
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    return _compile(srctree, work / "obj", work / "build.log", _env(tarball), cache_key(version))
 
 
 def _source_date(tarball):

@@ -3,17 +3,24 @@
 Every Debian package (name, version, architecture, sha256 and name of the
 .deb), every initramfs entry (path, type, mode, and size and sha256, symlink
 target or device numbers), the kernel (source package version, config key,
-bzImage sha256 and size), SOURCE_DATE_EPOCH and the totals.  Keys are sorted
-and nothing depends on the clock, so the file is as reproducible as the image.
+bzImage sha256 and size), SOURCE_DATE_EPOCH and the totals.  ``make disk``
+adds ``disk``: the disk image and its qcow2 (size, sha256), the partition table
+(every partition's GUIDs, place, content and its sha256, the files of the EFI
+system partition), the boot loader images, the GRUB packages and the versions
+of the host tools that made it.  Keys are sorted and nothing depends on the
+clock, so the file is as reproducible as the image.
 """
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 from . import cpio, paths
 
 FORMAT = 1
+# Debian packages of the host tools whose output lands in the initramfs.
+ROOTFS_TOOLS = ("dpkg", "zstd")
 
 
 def _sha256(data):
@@ -67,6 +74,7 @@ def build(image, epoch, kernel_record=None):
     """The manifest of ``image`` (a rootfs.Image) as a dict."""
     files = [_file(e) for e in image.entries]
     return {
+        "host_tools": host_tools(ROOTFS_TOOLS),
         "format": FORMAT,
         "source_date_epoch": epoch,
         "kernel": kernel_record,
@@ -84,3 +92,43 @@ def build(image, epoch, kernel_record=None):
 
 def dumps(manifest):
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+def file_records(entries):
+    """The manifest's ``files`` list for archive entries (to compare a tree with a manifest)."""
+    return [_file(e) for e in entries]
+
+
+def host_tools(packages):
+    """{package: version} of the host's Debian packages whose tools made the image."""
+    versions = {}
+    for package in sorted(set(packages)):
+        proc = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package],
+                              capture_output=True, text=True)
+        versions[package] = proc.stdout.strip() if proc.returncode == 0 else None
+    return versions
+
+
+def disk(d, images_dir, tools):
+    """The manifest's ``disk`` record for a disk.Disk published in ``images_dir``."""
+    raw, qcow = Path(images_dir) / "disk.img", Path(images_dir) / "disk.qcow2"
+    return {
+        "image": {"file": raw.name, "bytes": raw.stat().st_size, "sha256": _sha256_file(raw)},
+        "qcow2": {"file": qcow.name, "bytes": qcow.stat().st_size, "sha256": _sha256_file(qcow)},
+        "partition_table": "gpt",
+        "disk_guid": d.ids.disk_guid,
+        "kernel_cmdline": d.cmdline,
+        "partitions": list(d.partitions),
+        "boot": d.boot,
+        "boot_packages": [_package(deb) for deb in sorted(d.boot_debs, key=lambda x: x.name)],
+        "board_files": {str(f.relative_to(paths.REPO)): _sha256_file(f) for f in d.board_files},
+        "host_tools": tools,
+    }
+
+
+def _sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -8,6 +8,12 @@ Its users:
 * the VM tests (``tests/vm``) and ``scripts/bench``, through
   :class:`aetherbuild.vm.VM`, a scripted boot built on the command line here.
 
+A machine boots the kernel and initramfs directly (``-kernel``/``-initrd``, the
+default), or from a disk image through its firmware (``disk`` without
+``kernel``): SeaBIOS, QEMU's default, for legacy BIOS, or OVMF (Debian's
+``ovmf`` package, as pflash with a private copy of its variable store) for
+UEFI.  Disks are virtio-blk.
+
 KVM: ``/dev/kvm`` can exist on a host where KVM guests hang in early boot, so
 ``--accel auto`` boots the kernel once under KVM with a timeout
 (:func:`probe_kvm`) and falls back to TCG.  The verdict is cached for the
@@ -94,16 +100,47 @@ def run_dir():
     return d
 
 
-def missing_images(kernel, initrd):
-    """The image files that do not exist (initrd may be None: kernel only)."""
-    return [p for p in (kernel, initrd) if p is not None and not Path(p).is_file()]
+def default_disk():
+    return paths.images_dir() / "disk.img"
 
 
-def require_images(kernel, initrd):
-    missing = missing_images(kernel, initrd)
+def missing_images(kernel, initrd, disk=None):
+    """The image files that do not exist (any may be None: not used)."""
+    return [p for p in (kernel, initrd, disk) if p is not None and not Path(p).is_file()]
+
+
+def require_images(kernel, initrd, disk=None):
+    missing = missing_images(kernel, initrd, disk)
     if missing:
         raise QemuError(f"image file(s) missing: {', '.join(map(str, missing))}",
-                        hint="run: make image   (builds out/images/bzImage and rootfs.cpio.zst)")
+                        hint="run: make image   (builds out/images/bzImage and rootfs.cpio.zst)"
+                             + ("; make disk   (builds out/images/disk.img)" if disk else ""))
+
+
+# --------------------------------------------------------------------------
+# Firmware
+
+OVMF_DIR = Path("/usr/share/OVMF")
+OVMF_CODE = "OVMF_CODE_4M.fd"      # without Secure Boot: GRUB's image is not signed
+OVMF_VARS = "OVMF_VARS_4M.fd"
+FIRMWARES = ("bios", "uefi")
+
+
+def ovmf_files():
+    """(code, variable store template) of Debian's OVMF."""
+    code, varstore = OVMF_DIR / OVMF_CODE, OVMF_DIR / OVMF_VARS
+    if not (code.is_file() and varstore.is_file()):
+        raise QemuError(f"UEFI firmware {code} (or {varstore}) is missing",
+                        hint="apt-get install ovmf  (or run: make deps)")
+    return code, varstore
+
+
+def efi_vars_copy(dest):
+    """A fresh copy of OVMF's variable store at ``dest`` (the firmware writes to it)."""
+    _code, varstore = ovmf_files()
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(varstore, dest)
+    return Path(dest)
 
 
 # --------------------------------------------------------------------------
@@ -114,7 +151,7 @@ def require_images(kernel, initrd):
 class Machine:
     """Everything that shapes one QEMU invocation."""
 
-    kernel: Path
+    kernel: Path | None           # None: boot from `disk` through the firmware
     initrd: Path | None
     memory: int = 512
     cpus: int = 1
@@ -128,6 +165,9 @@ class Machine:
     qmp: Path | None = None       # QMP socket path, or None for no QMP
     ctl_socket: Path | None = None
     net: bool = False
+    disk: Path | None = None      # a virtio disk (raw, or qcow2 by its suffix)
+    firmware: str = "bios"        # bios (SeaBIOS) or uefi (OVMF)
+    efi_vars: Path | None = None  # OVMF's writable variable store (a copy), for uefi
 
 
 def kernel_cmdline(machine):
@@ -151,14 +191,18 @@ def qemu_argv(machine):
             "-machine", "q35,sata=off", "-accel", machine.accel,
             "-m", str(machine.memory), "-smp", str(machine.cpus),
             "-vga", "std", "-display", "none",
-            "-serial", machine.serial,
-            "-kernel", str(machine.kernel),
-            "-append", kernel_cmdline(machine)]
+            "-serial", machine.serial]
+    argv += firmware_argv(machine)
+    if machine.kernel is not None:
+        argv += ["-kernel", str(machine.kernel), "-append", kernel_cmdline(machine)]
     cpu = machine.cpu or ("host" if machine.accel == "kvm" else None)
     if cpu:
         argv += ["-cpu", cpu]
     if machine.initrd is not None:
         argv += ["-initrd", str(machine.initrd)]
+    if machine.disk is not None:
+        fmt = "qcow2" if Path(machine.disk).suffix == ".qcow2" else "raw"
+        argv += ["-drive", f"file={_opt(machine.disk)},if=virtio,format={fmt}"]
     if machine.no_reboot:
         argv.append("-no-reboot")
     if machine.rng:
@@ -173,6 +217,24 @@ def qemu_argv(machine):
     if machine.net:
         argv += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
     return argv
+
+
+def firmware_argv(machine):
+    """SeaBIOS is QEMU's default; OVMF comes as two pflash drives (code read-only, vars)."""
+    if machine.firmware not in FIRMWARES:
+        raise QemuError(f"unknown firmware {machine.firmware!r}", hint="use bios or uefi")
+    if machine.firmware == "bios":
+        return []
+    if machine.efi_vars is None:
+        raise QemuError("UEFI needs a writable copy of OVMF's variable store (efi_vars)")
+    code, _vars = ovmf_files()
+    return ["-drive", f"if=pflash,format=raw,unit=0,file={_opt(code)},readonly=on",
+            "-drive", f"if=pflash,format=raw,unit=1,file={_opt(machine.efi_vars)}"]
+
+
+def _opt(path):
+    """A path as a QEMU option value (a comma is written twice)."""
+    return str(path).replace(",", ",,")
 
 
 # --------------------------------------------------------------------------

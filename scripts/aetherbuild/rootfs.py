@@ -9,16 +9,14 @@ as archive entries, so the build needs no root.  Modes are normalised (0755 or
 the archive's, so the archive depends on the inputs only.
 """
 
-import ast
 import dataclasses
 import os
 import shutil
 from pathlib import Path
 
-import jinja2
-
-from . import cpio, debs, elfdeps, hosttools, stdlib
+from . import cpio, debs, elfdeps, hosttools, stdlib, templates
 from .log import BuildError, info, stage
+from .templates import aether_version, render  # noqa: F401 - part of this module's interface
 
 # Debian's merged /usr: the top-level names are symlinks into /usr.
 USR_LINKS = {"bin": "usr/bin", "lib": "usr/lib", "lib64": "usr/lib64"}
@@ -53,18 +51,6 @@ class Image:
     uncompressed: int
     compressed: int
     modules: int
-
-
-def aether_version(repo):
-    """``__version__`` of aether/__init__.py, read without importing the package."""
-    path = repo / stdlib.PACKAGE / "__init__.py"
-    for node in ast.parse(path.read_text(), str(path)).body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and getattr(node.targets[0], "id", None) == "__version__"
-                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
-            return node.value.value
-    raise BuildError(f"{path} has no __version__ = \"x.y.z\" line",
-                     hint="add one: the image's /etc/os-release takes VERSION_ID from it")
 
 
 def _host(tree, image_path):
@@ -118,15 +104,6 @@ def _init(repo, tree):
     (tree / "init").chmod(0o755)
 
 
-def render(template, context):
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)
-    try:
-        return env.from_string(template).render(context)
-    except jinja2.TemplateError as e:
-        raise BuildError(f"template error: {e}") from e
-
-
 def _overlay(repo, tree, context):
     """rootfs/ copied over the tree; ``name.j2`` files rendered to ``name``."""
     overlay = repo / "rootfs"
@@ -139,14 +116,8 @@ def _overlay(repo, tree, context):
         dest.parent.mkdir(parents=True, exist_ok=True)
         if src.is_symlink():
             dest.symlink_to(os.readlink(src))
-        elif src.suffix == ".j2":
-            try:
-                text = render(src.read_text(), context)
-            except BuildError as e:
-                raise BuildError(f"rootfs/{rel}: {e}") from e
-            dest = dest.with_suffix("")
-            dest.write_text(text)
-            shutil.copymode(src, dest)
+        elif src.suffix == templates.SUFFIX:
+            templates.render_file(src, dest.with_suffix(""), context, label=f"rootfs/{rel}")
         else:
             shutil.copyfile(src, dest)
             shutil.copymode(src, dest)
@@ -165,16 +136,31 @@ def assemble(debroot, repo, tree, context):
     return selection
 
 
+def _mode(rel, path):
+    """The mode a tree path has in the image: 0755 or 0644 by the executable bit, DIR_MODES."""
+    if path.is_dir():
+        return DIR_MODES.get(rel, 0o755)
+    return 0o755 if path.lstat().st_mode & 0o111 else 0o644
+
+
+def normalize_modes(tree):
+    """Give every directory and file in ``tree`` its image mode, so that an archive made
+    from the tree by another tool (mksquashfs for the disk image) agrees with the cpio."""
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                path.chmod(_mode(path.relative_to(tree).as_posix(), path))
+
+
 def _entry(tree, path):
     rel = path.relative_to(tree).as_posix()
-    st = path.lstat()
     if path.is_symlink():
         return cpio.Entry(rel, cpio.SYMLINK, 0o777, target=os.readlink(path))
     if path.is_dir():
-        return cpio.Entry(rel, cpio.DIR, DIR_MODES.get(rel, 0o755))
+        return cpio.Entry(rel, cpio.DIR, _mode(rel, path))
     if path.is_file():
-        mode = 0o755 if st.st_mode & 0o111 else 0o644
-        return cpio.Entry(rel, cpio.FILE, mode, data=path.read_bytes())
+        return cpio.Entry(rel, cpio.FILE, _mode(rel, path), data=path.read_bytes())
     raise BuildError(f"{path}: only directories, files and symlinks may be in the tree")
 
 
@@ -215,6 +201,7 @@ def build(work, repo, epoch, build_id=None):
     debroot = debs.extract(packages, work / "debroot")
     context = {"version": aether_version(repo), "build_id": build_id}
     selection = assemble(debroot, repo, work / "tree", context)
+    normalize_modes(work / "tree")
     image_entries = entries(work / "tree")
     check_no_shell(image_entries)
     raw = work / "rootfs.cpio"

@@ -289,8 +289,18 @@ def run_python(root, script, payload):
 
 
 def package_files(package_dir):
-    """The package's .py files, sorted, without __pycache__."""
-    return [p for p in sorted(package_dir.rglob("*.py")) if "__pycache__" not in p.parts]
+    """The package's .py files, sorted, without __pycache__.
+
+    Every directory holding modules must be a regular package (an
+    ``__init__.py``): modulefinder cannot follow namespace packages.
+    """
+    files = [p for p in sorted(package_dir.rglob("*.py")) if "__pycache__" not in p.parts]
+    for directory in sorted({p.parent for p in files}):
+        if not (directory / "__init__.py").exists():
+            raise BuildError(f"{directory} holds Python modules but has no __init__.py",
+                             hint=f"add {directory / '__init__.py'} (a docstring saying what the "
+                                  "package is for is enough)")
+    return files
 
 
 def package_modules(package_dir):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .qemu import (KILL_WAIT, PROMPT, QMP_CONNECT_TIMEOUT, READY_RE, SCRIPTED_PANIC,
                    ExpectTimeout, Machine, QemuError, VMExited, default_initrd,
-                   default_kernel, kill, qemu_argv, require_images, spawn)
+                   default_kernel, efi_vars_copy, kill, qemu_argv, require_images, spawn)
 
 
 class QMP:
@@ -75,18 +75,34 @@ class VM:
     Output is appended to a buffer (carriage returns removed) and, raw, to
     `log_path`.  :meth:`expect` consumes the buffer: each match starts after
     the previous one.
+
+    Without ``disk`` it boots the kernel and initramfs directly.  With ``disk``
+    alone it boots that disk image through ``firmware`` (bios or uefi; the disk
+    is written to, so pass a copy); with ``disk`` and ``kernel`` it boots the
+    kernel and initramfs with the disk attached.
     """
 
     def __init__(self, log_path, *, kernel=None, initrd=None, memory=512, cpus=1,
-                 append="", rng=True, cpu=None, no_reboot=True, accel="tcg"):
-        kernel = Path(kernel or default_kernel())
-        initrd = Path(initrd or default_initrd())
-        require_images(kernel, initrd)
+                 append="", rng=True, cpu=None, no_reboot=True, accel="tcg", disk=None,
+                 firmware="bios"):
+        if disk is not None and kernel is None:
+            initrd = None                              # the firmware boots the disk
+        else:
+            kernel = Path(kernel or default_kernel())
+            initrd = Path(initrd or default_initrd())
+        require_images(kernel, initrd, disk)
         self.tmp = Path(tempfile.mkdtemp(prefix="aether-vm-"))
+        try:
+            efi_vars = efi_vars_copy(self.tmp / "OVMF_VARS.fd") if firmware == "uefi" else None
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         self.machine = Machine(kernel=kernel, initrd=initrd, memory=memory, cpus=cpus,
                                accel=accel, cpu=cpu, rng=rng, append=append,
                                panic=SCRIPTED_PANIC, no_reboot=no_reboot, serial="stdio",
-                               qmp=self.tmp / "qmp.sock", ctl_socket=self.tmp / "ctl.sock")
+                               qmp=self.tmp / "qmp.sock", ctl_socket=self.tmp / "ctl.sock",
+                               disk=Path(disk) if disk is not None else None,
+                               firmware=firmware, efi_vars=efi_vars)
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc = None

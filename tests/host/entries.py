@@ -15,3 +15,22 @@ def report(args):
 
 def crash(_args):
     raise RuntimeError("entry crashed on purpose")
+
+
+def abi_probe(args):
+    """As an agent: try a few ABI calls; write each outcome (code or 'ok') to args[0]."""
+    import json
+    from aether.abi.protocol import AbiError
+    from aether.client import Client
+    calls = json.loads(args[1])
+    outcomes = []
+    with Client() as c:
+        for method, params in calls:
+            try:
+                result = c.call(method, **params)
+                outcomes.append(["ok", result])
+            except AbiError as e:
+                outcomes.append([e.code, str(e)])
+    with open(args[0], "w") as f:
+        json.dump(outcomes, f)
+    return 0

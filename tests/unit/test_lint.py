@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PYTHON_SCRIPTS = ["scripts/bench", "scripts/run-qemu", "scripts/build-image", "init/init"]
-SHELL_SCRIPTS = ["scripts/setup-host", ".ci/run"]
+PYTHON_SCRIPTS = ["scripts/aetherctl", "scripts/bench-agents", "scripts/bench-ctx", "scripts/bench", "scripts/run-qemu", "scripts/build-image", "init/init",
+                  "scripts/render-templates", "scripts/check-kernel-repro"]
+SHELL_SCRIPTS = ["scripts/setup-host", ".ci/run",
+                 "board/board/aether/post-build.sh", "board/board/aether/post-image.sh"]
 
 
 def test_ruff():

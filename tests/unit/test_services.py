@@ -107,10 +107,10 @@ def into_state(world, state, **kw):
         svc.handle(START)
         die(svc)
     elif state == EXITED:
-        svc.spec.restart = "never"
+        svc.restarts.policy = "never"
         svc.handle(START)
         die(svc)
-        svc.spec.restart = "always"
+        svc.restarts.policy = "always"
     elif state == FAILED:
         osi.fail_spawns = 1
         svc.handle(START)

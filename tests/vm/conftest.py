@@ -1,4 +1,5 @@
-"""Fixtures for the VM tests: `booter` (per test), `shared_vm` (one booted VM per module).
+"""Fixtures for the VM tests: `booter` (per test), `shared_vm` (one booted VM per module),
+`disk_copy` (a fresh copy of out/images/disk.img per test).
 
 Every test under tests/vm/ is marked `vm`.  Without an image (or QEMU) they skip,
 saying what to run, unless AETHER_REQUIRE_IMAGE=1 (set by `make test`), when they fail.
@@ -27,6 +28,24 @@ def image():
             pytest.fail(f"{problem} [{harness.REQUIRE_ENV} is set, so this fails]",
                         pytrace=False)
         pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def disk_image():
+    """out/images/disk.img; skip (or fail, with AETHER_REQUIRE_IMAGE=1) when it is missing."""
+    problem = harness.disk_problem()
+    if problem:
+        if harness.image_required():
+            pytest.fail(f"{problem} [{harness.REQUIRE_ENV} is set, so this fails]",
+                        pytrace=False)
+        pytest.skip(problem)
+    return harness.qemu.default_disk()
+
+
+@pytest.fixture
+def disk_copy(disk_image, tmp_path):
+    """A fresh copy of the built disk image for this test to boot (and write to)."""
+    return harness.disk_copy(tmp_path / "disk.img")
 
 
 @pytest.fixture

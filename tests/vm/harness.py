@@ -8,13 +8,14 @@ hosts.  Every VM's serial log is kept in out/test-logs/<test-name>.serial.log.
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from aetherbuild import paths, qemu  # noqa: E402
+from aetherbuild import hosttools, paths, qemu, sparse  # noqa: E402
 from aetherbuild.vm import VM  # noqa: E402
 
 # A boot that does not reach `aether-ready` within this many seconds under TCG fails.
@@ -51,6 +52,28 @@ def image_problem():
                           for p in missing)
         return f"no image: {names} missing (run: make image)"
     return None
+
+
+def disk_problem():
+    """Why the disk tests cannot run here, or None when they can."""
+    problem = image_problem()
+    if problem:
+        return problem
+    if not qemu.default_disk().is_file():
+        return f"no disk image: {qemu.default_disk()} is missing (run: make disk)"
+    return None
+
+
+def disk_copy(dest):
+    """A sparse copy of out/images/disk.img at ``dest``: tests never write the built image."""
+    sparse.copy(qemu.default_disk(), dest)
+    return Path(dest)
+
+
+def delete_partition(disk, number):
+    """Remove partition ``number`` from a disk image's GPT (sfdisk works on plain files)."""
+    subprocess.run([hosttools.which("sfdisk"), "--no-reread", "--no-tell-kernel", "-q",
+                    "--delete", str(disk), str(number)], check=True, capture_output=True)
 
 
 def image_required():

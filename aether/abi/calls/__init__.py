@@ -1,0 +1,1 @@
+"""The ABI's namespaces, one module each: sys, agent, tool, llm, ctx."""

@@ -1,0 +1,188 @@
+"""ctx.*: the context store (aether/ctx; docs/context-store.md), served from aetherd.
+
+The caller's principal comes from the kernel (identity.py); the store checks
+every grant.  Writes that arrive in the same pass of aetherd's loop are
+committed together (``run_batch``: one fsync acknowledges all of them), and a
+caller gets its answer only after that commit: an answered write is durable.
+Paths for export and import are confined to an agent's own directory unless the
+caller is privileged.
+"""
+
+import os
+
+from ..methods import ANY, PRIVILEGED, Method, obj
+from ..protocol import (BudgetExhausted, Conflict, Internal, InvalidParams, NotFound, PermissionDenied,
+                        Unavailable)
+from ..server import Deferred
+
+CODES = {"invalid_argument": InvalidParams, "not_found": NotFound, "permission_denied": PermissionDenied,
+         "conflict": Conflict, "quota_exceeded": BudgetExhausted, "bad_export": InvalidParams,
+         "store_full": Unavailable, "store_read_only": Unavailable, "store_busy": Unavailable,
+         "store_corrupt": Internal, "store_error": Unavailable, "schema_error": Internal}
+
+
+def as_abi_error(e):
+    cls = CODES.get(getattr(e, "code", ""), Conflict)
+    return cls(str(e), {"ctx_code": getattr(e, "code", None)})
+
+
+def _store(d):
+    if d.store is None:
+        raise Unavailable(d.store_problem or "the context store is not open")
+    return d.store
+
+
+class Batcher:
+    """Group the writes of one loop pass into one transaction (one fsync)."""
+
+    def __init__(self, d):
+        self.d = d
+        self.pending = []
+
+    def submit(self, name, kwargs):
+        deferred = Deferred()
+        if not self.pending:
+            self.d.loop.call_later(0, self.flush)
+        self.pending.append((name, kwargs, deferred))
+        return deferred
+
+    def flush(self):
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        try:
+            results = _store(self.d).run_batch([(name, kwargs) for name, kwargs, _ in pending])
+        except Exception as e:  # noqa: BLE001 - the whole batch failed: nothing was written
+            error = as_abi_error(e) if hasattr(e, "code") else Internal(str(e))
+            for _n, _k, deferred in pending:
+                deferred.fail(error)
+            return
+        for (_name, _kwargs, deferred), (status, value) in zip(pending, results):
+            if status == "ok":
+                deferred.resolve(value)
+            else:
+                deferred.fail(as_abi_error(value))
+
+
+def _confined(d, caller, path):
+    """A path a non-privileged caller may use: inside its own agent directory."""
+    if caller.privileged:
+        return path
+    if not caller.agent:
+        raise PermissionDenied(f"{caller.principal} has no directory of its own to export to")
+    home = os.path.realpath(os.path.join(d.supervisor.data_dir, "agents", caller.agent))
+    full = os.path.realpath(os.path.join(home, path))
+    if full != home and not full.startswith(home + os.sep):
+        raise PermissionDenied(f"{caller.principal} may use files only inside {home} (got {path!r})")
+    return full
+
+
+def call(name, write=False, paths=()):
+    """A handler that runs store.<name>(principal, **params)."""
+    attr = "import_" if name == "import" else name
+
+    def handler(d, caller, params, conn):
+        params = dict(params)
+        if name == "export" and not caller.privileged and "scopes" not in params and caller.agent:
+            params["scopes"] = [caller.principal]        # an agent's export: its own scope
+        for key in paths:
+            if key in params:
+                params[key] = _confined(d, caller, params[key])
+        if write:
+            return d.batcher.submit(attr, {"caller": caller.principal, **params})
+        try:
+            return getattr(_store(d), attr)(caller.principal, **params)
+        except Exception as e:
+            if hasattr(e, "code") and type(e).__module__.startswith("aether.ctx"):
+                raise as_abi_error(e) from None
+            raise
+    return handler
+
+
+def info(d, caller, params, conn):
+    return _store(d).info()
+
+
+def check(d, caller, params, conn):
+    """SQLite's integrity check and the journal's hash chain, in one answer."""
+    store = _store(d)
+    return {"integrity": store.db.integrity_check(), "chain": store.verify(caller.principal)}
+
+
+STR = {"type": "string", "maxLength": 200}
+TEXT = {"type": "string", "maxLength": 100_000}
+INT = {"type": "integer", "minimum": 0}
+ID = {"type": "integer", "minimum": 1}
+NUM = {"type": "number"}
+SCOPES = {"type": "array", "items": STR, "maxItems": 100}
+ANYV = {"type": ["object", "array", "string", "number", "integer", "boolean", "null"]}
+
+# name -> (params schema, write?, path params, doc)
+CALLS = {
+    "append": (obj(["kind"], kind=STR, body=ANYV, scope=STR, goal_id=ID), True, (),
+               "append an entry to the hash-chained journal"),
+    "journal": (obj(scope=STR, kind=STR, goal_id=ID, after_seq=INT, since=NUM, until=NUM,
+                    limit={"type": "integer", "minimum": 1, "maximum": 10000},
+                    newest_first={"type": "boolean"}), False, (), "read journal entries"),
+    "verify": (obj(expected_head={"type": "object"}), False, (),
+               "check the journal's hash chain; says where it breaks"),
+    "remember": (obj(["text"], text=TEXT, kind=STR, scope=STR, tags={"type": "array", "items": STR},
+                     importance={"type": "number", "minimum": 0, "maximum": 1},
+                     pinned={"type": "boolean"}), True, (), "store a memory in a scope"),
+    "forget": (obj(["memory_id"], memory_id=ID), True, (), "forget a memory (recoverable until purged)"),
+    "pin": (obj(["memory_id"], memory_id=ID, pinned={"type": "boolean"}), True, (),
+            "pin or unpin a memory: pinned items come first in every window"),
+    "recall": (obj(["memory_id"], memory_id=ID), False, (), "one memory by id"),
+    "search": (obj(query={"type": "string", "maxLength": 2000}, scopes=SCOPES,
+                   kinds={"type": "array", "items": STR}, state=STR,
+                   limit={"type": "integer", "minimum": 1, "maximum": 1000}), False, (),
+               "full-text search over memories"),
+    "window": (obj(query={"type": "string", "maxLength": 2000},
+                   budget_tokens={"type": "integer", "minimum": 1, "maximum": 10_000_000},
+                   scopes=SCOPES), False, (),
+               "the best items for the caller under a token budget, and what was left out and why"),
+    "create_goal": (obj(["intent"], intent=TEXT, plan=TEXT, steps={"type": "array", "items": TEXT},
+                        scope=STR), True, (), "record an intent and its plan"),
+    "add_step": (obj(["goal_id", "description"], goal_id=ID, description=TEXT), True, (),
+                 "add a step to a goal"),
+    "update_step": (obj(["goal_id", "step", "status"], goal_id=ID, step=INT, status=STR, outcome=ANYV),
+                    True, (), "record a step's status and outcome"),
+    "update_goal": (obj(["goal_id"], goal_id=ID, status=STR, plan=TEXT, outcome=ANYV), True, (),
+                    "record a goal's status, plan or outcome"),
+    "goal": (obj(["goal_id"], goal_id=ID, history={"type": "boolean"}), False, (), "one goal with its steps"),
+    "goals": (obj(scope=STR, status=STR, limit={"type": "integer", "minimum": 1, "maximum": 1000}),
+              False, (), "goals, newest first"),
+    "usage": (obj(scope=STR), False, (), "items and tokens used against quota, per scope"),
+    "set_quota": (obj(["scope"], scope=STR, tokens=INT, items=INT), True, (), "set a scope's quota"),
+    "pressure": (obj(principal=STR), False, (), "context pressure (demand against budget), PSI-style"),
+    "compact": (obj(["scope"], scope=STR, tokens_target=INT, items_target=INT), True, (),
+                "compact old, low-importance items into summaries (originals kept)"),
+    "compacted": (obj(scope=STR, since=NUM, limit={"type": "integer", "minimum": 1, "maximum": 1000}),
+                  False, (), "what compaction replaced, and when"),
+    "restore": (obj(["compaction_id"], compaction_id=ID), True, (), "bring compacted originals back"),
+    "purge": (obj(older_than=NUM, scope=STR), False, (),
+              "delete compacted and forgotten originals past the retention policy"),
+    "set_retention": (obj(["seconds"], seconds=NUM), False, (), "how long originals are kept"),
+    "create_scope": (obj(["scope"], scope=STR, owner=STR, quota_tokens=INT, quota_items=INT), True, (),
+                     "create a shared scope"),
+    "scopes": (obj(), False, (), "the scopes the caller may read"),
+    "grant": (obj(["scope", "grantee"], scope=STR, grantee=STR,
+                  mode={"type": "string", "enum": ["read", "read-write"]}), True, (),
+              "share a scope with another principal"),
+    "revoke": (obj(["scope", "grantee"], scope=STR, grantee=STR), True, (), "take a grant back"),
+    "grants": (obj(scope=STR), False, (), "grants on the caller's scopes"),
+    "export": (obj(["path"], path={"type": "string", "maxLength": 4096}, scopes=SCOPES), False, ("path",),
+               "write one scope (or everything) to a single file"),
+    "import": (obj(["path"], path={"type": "string", "maxLength": 4096},
+                   on_conflict={"type": "string", "enum": ["refuse", "merge"]},
+                   rename={"type": "object"}), False, ("path",), "read an export file into this store"),
+    "as_of": (obj(["scope", "at"], scope=STR, at=NUM, limit={"type": "integer", "minimum": 1, "maximum": 100000}),
+              False, (), "what a scope held at an earlier time"),
+}
+
+METHODS = [Method(f"ctx.{name}", call(name, write, paths), schema, ANY, doc)
+           for name, (schema, write, paths, doc) in CALLS.items()]
+METHODS.append(Method("ctx.info", info, obj(), ANY,
+                      "where the store lives, whether it is durable (a data disk) or in memory, its journal head"))
+METHODS.append(Method("ctx.check", check, obj(), PRIVILEGED,
+                      "PRAGMA integrity_check and the journal's hash chain"))

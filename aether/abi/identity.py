@@ -1,0 +1,64 @@
+"""Who is calling: from the kernel (SO_PEERCRED and the caller's cgroup), never from
+what the caller claims.
+
+An agent is recognised by the cgroup its process lives in
+(``/aether/agents/.../<name>/self``).  Root processes outside the agents' tree
+(the console, the intent shell) and the host's channel are privileged.
+"""
+
+AGENTS_CGROUP = "/aether/agents"
+
+
+class Caller:
+    """The identity behind one connection."""
+
+    __slots__ = ("principal", "pid", "uid", "gid", "agent", "privileged", "via")
+
+    def __init__(self, principal, pid=None, uid=None, gid=None, agent=None,
+                 privileged=False, via="socket"):
+        self.principal, self.pid, self.uid, self.gid = principal, pid, uid, gid
+        self.agent, self.privileged, self.via = agent, privileged, via
+
+    def describe(self):
+        return {"principal": self.principal, "pid": self.pid, "uid": self.uid,
+                "agent": self.agent, "privileged": self.privileged, "via": self.via}
+
+    def __repr__(self):
+        return f"Caller({self.principal!r}, pid={self.pid}, uid={self.uid})"
+
+
+def agent_of_cgroup(path):
+    """The agent name a cgroup path belongs to, or None.
+
+    /aether/agents/web/self -> web; /aether/agents/web/crawler/self -> crawler.
+    """
+    if not path.startswith(AGENTS_CGROUP + "/"):
+        return None
+    parts = [p for p in path[len(AGENTS_CGROUP) + 1:].split("/") if p]
+    if parts and parts[-1] == "self":
+        parts.pop()
+    return parts[-1] if parts else None
+
+
+def cgroup_of(pid, proc="/proc"):
+    """The unified-hierarchy cgroup path of a process, or None."""
+    try:
+        with open(f"{proc}/{pid}/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        return None
+    return None
+
+
+def from_peer(pid, uid, gid, proc="/proc"):
+    agent = agent_of_cgroup(cgroup_of(pid, proc) or "")
+    if agent:
+        return Caller(f"agent:{agent}", pid, uid, gid, agent=agent)
+    if uid == 0:
+        return Caller("shell", pid, uid, gid, privileged=True)
+    return Caller(f"uid:{uid}", pid, uid, gid)
+
+
+HOST = Caller("host", privileged=True, via="virtio-serial")

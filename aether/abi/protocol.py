@@ -1,0 +1,164 @@
+"""Frames and errors of the agent ABI.
+
+A frame is one JSON object on one line (UTF-8, ``\\n``-terminated), at most
+``MAX_FRAME`` bytes.  A request is ``{"id": <int|str>, "method": "<ns.name>",
+"params": {...}}``; the answer is ``{"id": ..., "result": ...}`` or ``{"id": ...,
+"error": {"code": "<code>", "message": "<what was wrong and how to fix it>"}}``.
+Events pushed to subscribers are ``{"event": {...}}``.  A bad frame gets an
+error answer and the connection stays usable.
+"""
+
+import json
+
+MAX_FRAME = 1 << 20          # bytes in one frame, newline included
+
+
+class AbiError(Exception):
+    """Base of the errors a call can answer with."""
+
+    code = "internal"
+
+    def __init__(self, message, data=None):
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+    def to_wire(self):
+        error = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+class ParseError(AbiError):
+    """The frame is not valid JSON."""
+    code = "parse_error"
+
+
+class InvalidRequest(AbiError):
+    """The frame is JSON but not a request object."""
+    code = "invalid_request"
+
+
+class TooLarge(AbiError):
+    """The frame is longer than MAX_FRAME."""
+    code = "too_large"
+
+
+class MethodNotFound(AbiError):
+    """No such method."""
+    code = "method_not_found"
+
+
+class InvalidParams(AbiError):
+    """The params do not match the method's schema."""
+    code = "invalid_params"
+
+
+class PermissionDenied(AbiError):
+    """The caller may not do this."""
+    code = "permission_denied"
+
+
+class NotFound(AbiError):
+    """The thing named does not exist."""
+    code = "not_found"
+
+
+class Conflict(AbiError):
+    """The request contradicts the current state (e.g. the name is taken)."""
+    code = "conflict"
+
+
+class Unavailable(AbiError):
+    """The subsystem is not available (not configured, or not built yet)."""
+    code = "unavailable"
+
+
+class BudgetExhausted(AbiError):
+    """The caller's budget cannot cover the call."""
+    code = "budget_exhausted"
+
+
+class Internal(AbiError):
+    """A bug on the server side; the connection stays usable."""
+    code = "internal"
+
+
+ERRORS = {cls.code: cls for cls in (ParseError, InvalidRequest, TooLarge, MethodNotFound,
+                                    InvalidParams, PermissionDenied, NotFound, Conflict,
+                                    Unavailable, BudgetExhausted, Internal)}
+
+
+def encode(message):
+    """One frame (bytes, newline-terminated) for a JSON-serialisable message."""
+    data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    if len(data) > MAX_FRAME:
+        raise TooLarge(f"the message is {len(data)} bytes; frames are limited to {MAX_FRAME}")
+    return data
+
+
+def parse_request(line):
+    """(id, method, params) from one frame's bytes, or raise an AbiError.
+
+    The id is returned as soon as it is known, through the exception's
+    ``request_id`` attribute, so the error can be addressed to it.
+    """
+    try:
+        message = json.loads(line)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ParseError(f"the frame is not valid UTF-8 JSON: {e}") from None
+    if not isinstance(message, dict):
+        raise InvalidRequest(f"a request is a JSON object, got {type(message).__name__}")
+    request_id = message.get("id")
+    try:
+        if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+            raise InvalidRequest("a request needs an \"id\" (integer or string)")
+        method = message.get("method")
+        if not isinstance(method, str) or not method:
+            raise InvalidRequest("a request needs a \"method\" string, e.g. \"sys.info\"")
+        params = message.get("params", {})
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise InvalidRequest(f"\"params\" must be an object, got {type(params).__name__}")
+        extra = set(message) - {"id", "method", "params"}
+        if extra:
+            raise InvalidRequest(f"unknown request fields: {', '.join(sorted(extra))}")
+    except AbiError as e:
+        e.request_id = request_id if isinstance(request_id, (int, str)) else None
+        raise
+    return request_id, method, params
+
+
+class FrameReader:
+    """Splits a byte stream into frames; oversized frames become TooLarge items."""
+
+    def __init__(self, limit=MAX_FRAME):
+        self.limit = limit
+        self.buffer = bytearray()
+        self.skipping = False
+
+    def feed(self, data):
+        """Return a list of frames (bytes) and TooLarge errors, in stream order."""
+        out = []
+        self.buffer.extend(data)
+        while True:
+            newline = self.buffer.find(b"\n")
+            if newline < 0:
+                if len(self.buffer) >= self.limit:
+                    if not self.skipping:
+                        out.append(TooLarge(f"frame longer than {self.limit} bytes; "
+                                            "it was discarded up to the next newline"))
+                    self.skipping = True
+                    self.buffer.clear()
+                return out
+            frame = bytes(self.buffer[:newline])
+            del self.buffer[:newline + 1]
+            if self.skipping:
+                self.skipping = False
+                continue
+            if len(frame) + 1 > self.limit:
+                out.append(TooLarge(f"frame of {len(frame) + 1} bytes is longer than {self.limit}"))
+            elif frame.strip():
+                out.append(frame)

@@ -1,0 +1,99 @@
+"""Starting an agent: fork from aetherd (pre-imported), then, in the child, join the
+agent's cgroup, take its uid, and exec the program or call the function.
+
+The child reports on a handshake pipe: nothing (the pipe closes on a
+successful exec, or after ``\\0`` for a forked function) means it runs; any
+text is the reason it could not start.  The supervisor turns that into
+STARTED or SPAWN_FAILED.  Forking a pre-imported worker instead of starting a
+fresh interpreter is what keeps spawn-to-running fast on a slow CPU.
+"""
+
+import importlib  # loaded here, before a child drops privileges: it may not read the stdlib's path
+import os
+import sys
+import traceback  # likewise: reporting an agent's crash must not need an import at that moment
+
+from .. import spawn as _spawn
+
+STARTED_MARK = b"\0"
+
+
+class LaunchSpec:
+    __slots__ = ("program", "args", "env", "procs_file", "uid", "gid", "home", "out_fd", "name")
+
+    def __init__(self, program, args, env, procs_file, uid, gid, home, out_fd, name):
+        self.program, self.args, self.env = program, list(args), dict(env)
+        self.procs_file, self.uid, self.gid, self.home = procs_file, uid, gid, home
+        self.out_fd, self.name = out_fd, name
+
+
+BUILTIN = "aether.agents."
+
+
+def launch(spec):
+    """Fork the agent; return (pid, handshake read fd).
+
+    The image's own built-in agents (aether.agents.*) are imported here, in
+    aetherd, once: every later fork has them loaded.  Any other agent's module
+    is imported only in the child, after it has become the agent's uid.
+    """
+    module = spec.program.partition(":")[0]
+    if module.startswith(BUILTIN) and not spec.program.startswith("/"):
+        importlib.import_module(module)
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        return pid, r
+    os.close(r)
+    try:
+        _child(spec, w)
+    except BaseException as e:  # noqa: BLE001 - report the reason to the supervisor
+        _report(w, f"{type(e).__name__}: {e}")
+        os._exit(127)
+    os._exit(0)
+
+
+def _report(fd, text):
+    try:
+        os.write(fd, text.encode("utf-8", "replace")[:4000])
+    except OSError:
+        pass
+
+
+def _child(spec, w):
+    _spawn._child_setup(setsid=True, stdout=spec.out_fd, stderr=spec.out_fd, name=spec.name,
+                        keep=(w,))
+    try:
+        with open(spec.procs_file, "w") as f:
+            f.write("0")
+    except OSError as e:
+        raise OSError(e.errno, f"cannot join cgroup {spec.procs_file}: {e.strerror}") from None
+    os.chdir(spec.home)
+    if os.getpriority(os.PRIO_PROCESS, 0) != 0 and os.geteuid() == 0:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)      # CPU share comes from the cgroup, not nice
+    if spec.uid != os.getuid():
+        os.setgroups([])
+        os.setgid(spec.gid)
+        os.setuid(spec.uid)
+    os.environ.clear()
+    os.environ.update(spec.env)
+    if spec.program.startswith("/"):
+        os.execve(spec.program, [spec.program, *spec.args], spec.env)
+    module, _, function = spec.program.partition(":")
+    target = getattr(importlib.import_module(module), function)   # as the agent, not as root
+    os.write(w, STARTED_MARK)
+    os.close(w)
+    code = 1
+    try:
+        code = target(list(spec.args))
+    except SystemExit as e:
+        code = e.code
+    except BaseException:  # noqa: BLE001 - the agent's own failure: into its output (agent.logs)
+        traceback.print_exc()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001
+        pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))

@@ -1,0 +1,460 @@
+"""The agent supervisor: the table of agents, their lineage, admission, and the OS side
+of their state machines.
+
+* Admission: an agent starts only when its memory reservation (limits.memory)
+  and its context budget fit in what is free; otherwise it waits in a queue
+  ordered by priority, then by arrival, and its reason says what is missing.
+* Lineage: a sub-agent's memory and context budget are carved out of its
+  parent's (and its cgroup is nested under the parent's, so the kernel holds
+  it to that); stopping a parent stops its subtree; a parent is told (by an
+  event) when a child ends and why.
+* Groups: with cgroup v2 each agent's processes live in its own cgroup (limits,
+  usage, kill).  Without it (a development host), process groups stand in and
+  limits are not enforced; the supervisor says so once, loudly.
+"""
+
+import os
+import time
+from collections import deque
+
+from . import launch as _launch
+from .cgroup import Cgroups, CgroupError
+from .machine import Agent
+from ..states import (ADMIT, EXIT, FAILED, RESTING, RUNNING, SPAWN_FAILED, START, STARTED, STARTING, STOP,
+                      STOPPED, STOPPING, WAITING)
+
+LOG_LINES = 500
+FIRST_UID = 10000
+ACTIVE = frozenset({STARTING, RUNNING, STOPPING})
+
+
+class AgentError(Exception):
+    """A request about agents cannot be done; ``kind`` maps it to an ABI error code."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+class CgroupGroups:
+    """Agent processes tracked by cgroup membership."""
+
+    enforced = True
+
+    def __init__(self, cgroups):
+        self.cg = cgroups
+
+    def prepare(self, agent):
+        m = agent.manifest
+        path = self.cg.create(agent.lineage, memory=m.limits_memory, cpu=m.limits_cpu,
+                              pids=m.limits_pids, priority=m.priority)
+        return Cgroups.procs_file(path)
+
+    def pids(self, agent):
+        return self.cg.pids(os.path.join(self.cg.path(agent.lineage), "self"))
+
+    def signal(self, agent, sig):
+        if sig == 9:
+            self.cg.kill(os.path.join(self.cg.path(agent.lineage), "self"))
+        for pid in self.pids(agent):
+            _kill(pid, sig)
+
+    def usage(self, agent):
+        return self.cg.usage(self.cg.path(agent.lineage))
+
+    def release(self, agent):
+        self.cg.remove(self.cg.path(agent.lineage))
+
+
+class ProcessGroups:
+    """Fallback without cgroup v2: each agent is a session/process group; no limits."""
+
+    enforced = False
+
+    def prepare(self, _agent):
+        return os.devnull          # the child "joins" /dev/null: nothing to join
+
+    def pids(self, agent):
+        if agent.pid is None and getattr(agent, "pgid", None) is None:
+            return []
+        pgid = agent.pid or agent.pgid
+        try:
+            os.kill(-pgid, 0)
+            return [pgid]
+        except (ProcessLookupError, PermissionError):
+            return []
+
+    def signal(self, agent, sig):
+        pgid = agent.pid or getattr(agent, "pgid", None)
+        if pgid:
+            _kill(-pgid, sig)
+
+    def usage(self, agent):
+        rss = 0
+        if agent.pid:
+            try:
+                with open(f"/proc/{agent.pid}/statm") as f:
+                    rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            except OSError:
+                pass
+        return {"memory_bytes": rss, "memory_peak_bytes": None, "cpu_seconds": None,
+                "processes": len(self.pids(agent)), "oom_kills": None}
+
+    def release(self, _agent):
+        pass
+
+
+def _kill(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class UidMap:
+    """A stable uid per agent name, kept on the data location so files keep their owner."""
+
+    def __init__(self, path):
+        self.path = path
+        self.uids = {}
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, uid = line.partition(" ")
+                    if name and uid.strip().isdigit():
+                        self.uids[name] = int(uid)
+        except OSError:
+            pass
+
+    def get(self, name):
+        if name not in self.uids:
+            self.uids[name] = max(self.uids.values(), default=FIRST_UID - 1) + 1
+            tmp = self.path + ".tmp"
+            try:
+                with open(tmp, "w") as f:
+                    f.writelines(f"{n} {u}\n" for n, u in sorted(self.uids.items()))
+                os.replace(tmp, self.path)
+            except OSError:
+                pass
+        return self.uids[name]
+
+
+class Supervisor:
+    def __init__(self, loop, reaper, log, publish, data_dir, cgroups=None,
+                 memory_pool=256 << 20, context_pool=1_000_000, stop_timeout=5.0,
+                 socket_path="/run/aether/abi.sock", own_uids=True):
+        self.loop, self.reaper, self.log, self.publish = loop, reaper, log, publish
+        self.data_dir = data_dir
+        self.groups = CgroupGroups(cgroups) if cgroups else ProcessGroups()
+        self.memory_pool, self.context_pool = memory_pool, context_pool
+        self.stop_timeout = stop_timeout
+        self.socket_path = socket_path
+        self.own_uids = own_uids and os.getuid() == 0
+        self.agents = {}
+        self.logs = {}
+        self.queued_at = {}
+        self.shutting_down = False
+        self._admit_pending = False
+        os.makedirs(os.path.join(data_dir, "agents"), exist_ok=True)
+        self.uids = UidMap(os.path.join(data_dir, "agents", "uids"))
+        if not self.groups.enforced:
+            log.warning("agents: no cgroup v2 hierarchy here: agent limits are NOT enforced "
+                        "(process groups stand in for cgroups)")
+
+    # -- the machine's window on the world ------------------------------------------
+
+    def now(self):
+        return time.monotonic()
+
+    def schedule(self, delay, callback):
+        self.loop.call_later(delay, callback)
+
+    def admit_soon(self):
+        if not self._admit_pending:
+            self._admit_pending = True
+            self.loop.call_later(0, self._admit)
+
+    def changed(self, agent):
+        if agent.state == WAITING:
+            self.queued_at.setdefault(agent.name, self.now())
+        else:
+            self.queued_at.pop(agent.name, None)
+        event = {"kind": "agent.state", "agent": agent.name, "parent": agent.parent,
+                 "state": agent.state, "reason": agent.reason}
+        if agent.state in RESTING:
+            event["last_exit"] = agent.last_exit
+            event["last_error"] = agent.last_error
+            self.groups.release(agent)
+        self.publish(event)
+        if agent.state in RESTING | {RUNNING}:
+            self.admit_soon()          # resources may have been freed
+
+    def launch(self, agent):
+        m = agent.manifest
+        procs_file = self.groups.prepare(agent)
+        if self.own_uids:
+            uid = gid = 0 if m.user == "root" else self.uids.get(agent.name)
+        else:
+            uid, gid = os.getuid(), os.getgid()
+        home = os.path.join(self.data_dir, "agents", agent.name)
+        os.makedirs(home, exist_ok=True)
+        if self.own_uids:
+            os.chown(home, uid, gid)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        env = {"PATH": "/usr/bin", "HOME": home, "LANG": "C.UTF-8", "AETHER_AGENT": agent.name,
+               "AETHER_SOCKET": self.socket_path, **m.env}
+        spec = _launch.LaunchSpec(m.program, m.args, env, procs_file, uid, gid, home, w, agent.name)
+        try:
+            pid, handshake = _launch.launch(spec)
+        finally:
+            os.close(w)
+        agent.pgid = pid
+        finish = self._await_handshake(agent, pid, handshake)
+
+        def reaped(_pid, status):
+            finish()                   # a child that dies while starting: its reason first
+            agent.handle(EXIT, status)
+
+        self.reaper.claim(pid, reaped)
+        self._capture(agent.name, r)
+        return pid
+
+    def signal(self, agent, sig):
+        self.groups.signal(agent, sig)
+
+    def alive(self, agent):
+        return bool(self.groups.pids(agent))
+
+    # -- admission --------------------------------------------------------------------
+
+    def reserved(self):
+        """(memory bytes, context tokens) held by top-level agents that may run."""
+        memory = tokens = 0
+        for agent in self.agents.values():
+            if agent.parent is None and agent.state in ACTIVE:
+                memory += agent.manifest.limits_memory
+                tokens += agent.manifest.context_budget_tokens
+        return memory, tokens
+
+    def _admit(self):
+        self._admit_pending = False
+        waiting = sorted((a for a in self.agents.values() if a.state == WAITING),
+                         key=lambda a: (-a.manifest.priority, self.queued_at.get(a.name, 0)))
+        for agent in waiting:
+            missing = self._missing(agent)
+            if missing:
+                agent.reason = f"waiting: {missing}"
+                continue
+            agent.handle(ADMIT)
+
+    def _missing(self, agent):
+        if agent.parent is not None:
+            parent = self.agents.get(agent.parent)
+            if parent is None or parent.state not in ACTIVE:
+                return f"its parent {agent.parent} is not running"
+            return None              # carved out of the parent's reservation at spawn
+        memory, tokens = self.reserved()
+        m = agent.manifest
+        if memory + m.limits_memory > self.memory_pool:
+            return (f"needs {m.limits_memory >> 20} MiB of memory, "
+                    f"{max(0, self.memory_pool - memory) >> 20} MiB free for agents")
+        if tokens + m.context_budget_tokens > self.context_pool:
+            return (f"needs a context budget of {m.context_budget_tokens} tokens, "
+                    f"{max(0, self.context_pool - tokens)} free")
+        return None
+
+    def queue(self):
+        """The waiting agents in admission order, with their reasons."""
+        waiting = sorted((a for a in self.agents.values() if a.state == WAITING),
+                         key=lambda a: (-a.manifest.priority, self.queued_at.get(a.name, 0)))
+        return [{"agent": a.name, "priority": a.manifest.priority, "reason": a.reason}
+                for a in waiting]
+
+    # -- requests ---------------------------------------------------------------------
+
+    def declare(self, manifest, parent=None, spawned_by=None):
+        if manifest.name in self.agents:
+            raise AgentError("conflict", f"an agent named {manifest.name!r} already exists "
+                                         f"(state {self.agents[manifest.name].state})")
+        lineage = [manifest.name]
+        if parent is not None:
+            owner = self._get(parent)
+            manifest = self._carve(owner, manifest)
+            lineage = owner.lineage + [manifest.name]
+        agent = Agent(manifest, self, parent=parent, lineage=lineage, spawned_by=spawned_by)
+        self.agents[agent.name] = agent
+        self.logs[agent.name] = deque(maxlen=LOG_LINES)
+        if parent is not None:
+            self.agents[parent].children.append(agent.name)
+        self.publish({"kind": "agent.declared", "agent": agent.name, "parent": parent})
+        return agent
+
+    def _carve(self, parent, manifest):
+        """A child's limits must fit in what its parent has not given to other children."""
+        pm = parent.manifest
+        siblings = [self.agents[c] for c in parent.children
+                    if c in self.agents and self.agents[c].state not in (STOPPED, FAILED)]
+        free_mem = pm.limits_memory - sum(s.manifest.limits_memory for s in siblings)
+        free_ctx = (pm.context_budget_tokens - parent.tokens_used
+                    - sum(s.manifest.context_budget_tokens for s in siblings))
+        if manifest.limits_memory > free_mem:
+            raise AgentError("budget", f"{manifest.name}: limits.memory {manifest.limits_memory >> 20} MiB "
+                                       f"exceeds what {parent.name} has left to give "
+                                       f"({max(0, free_mem) >> 20} MiB)")
+        if manifest.context_budget_tokens > free_ctx:
+            raise AgentError("budget", f"{manifest.name}: context.budget_tokens "
+                                       f"{manifest.context_budget_tokens} exceeds what {parent.name} "
+                                       f"has left to give ({max(0, free_ctx)})")
+        if pm.limits_deadline and (not manifest.limits_deadline
+                                   or manifest.limits_deadline > pm.limits_deadline):
+            manifest = manifest.with_changes(limits__deadline=pm.limits_deadline)
+        return manifest
+
+    def _get(self, name):
+        agent = self.agents.get(name)
+        if agent is None:
+            known = ", ".join(sorted(self.agents)) or "none"
+            raise AgentError("not_found", f"no agent named {name!r} (agents: {known})")
+        return agent
+
+    def start(self, name):
+        self._get(name).handle(START)
+        self._admit()                    # answer with the state admission leads to
+
+    def stop(self, name, reason="request"):
+        """Stop an agent and its whole subtree (children first)."""
+        agent = self._get(name)
+        for child in list(agent.children):
+            if child in self.agents:
+                self.stop(child, "parent")
+        agent.handle(STOP, reason)
+
+    def restart(self, name):
+        agent = self._get(name)
+        if agent.state in ACTIVE:
+            self.stop(name)
+        agent.handle(START)
+
+    def remove(self, name):
+        agent = self._get(name)
+        if agent.state not in RESTING:
+            raise AgentError("conflict", f"{name} is {agent.state}; stop it before removing it")
+        for child in list(agent.children):
+            self.remove(child)
+        self.groups.release(agent)
+        del self.agents[name]
+        if agent.parent in self.agents:
+            self.agents[agent.parent].children.remove(name)
+
+    def heartbeat(self, name):
+        self._get(name).heartbeat()
+
+    def stop_all(self):
+        self.shutting_down = True
+        for agent in list(self.agents.values()):
+            if agent.parent is None:
+                self.stop(agent.name, "shutdown")
+
+    def all_resting(self):
+        return all(a.state in RESTING | {WAITING} for a in self.agents.values())
+
+    # -- views ------------------------------------------------------------------------
+
+    def inspect(self, name):
+        agent = self._get(name)
+        m = agent.manifest
+        info = {
+            "name": agent.name, "state": agent.state, "reason": agent.reason, "pid": agent.pid,
+            "goal": m.goal, "program": m.program, "args": m.args, "parent": agent.parent,
+            "children": list(agent.children), "lineage": agent.lineage,
+            "spawned_by": agent.spawned_by, "restart": m.restart, "priority": m.priority,
+            "starts": agent.starts, "last_exit": agent.last_exit, "last_error": agent.last_error,
+            "limits": {"memory_bytes": m.limits_memory, "cpu": m.limits_cpu, "pids": m.limits_pids,
+                       "deadline_s": m.limits_deadline, "heartbeat_s": m.heartbeat,
+                       "enforced": self.groups.enforced},
+            "context": {"budget_tokens": m.context_budget_tokens, "used_tokens": agent.tokens_used},
+            "usage": self.groups.usage(agent) if agent.state in ACTIVE else None,
+        }
+        if agent.started_at and agent.state in ACTIVE:
+            info["uptime_s"] = round(self.now() - agent.started_at, 3)
+        return info
+
+    def listing(self):
+        return [{"name": a.name, "state": a.state, "pid": a.pid, "parent": a.parent,
+                 "reason": a.reason, "starts": a.starts, "last_exit": a.last_exit}
+                for a in self.agents.values()]
+
+    def recent_output(self, name, lines):
+        self._get(name)
+        return list(self.logs[name])[-lines:]
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _await_handshake(self, agent, pid, fd):
+        """Read the child's report; return a function that finishes it at once (on exit)."""
+        buf = bytearray()
+        done = []
+
+        def conclude():
+            if done:
+                return
+            done.append(True)
+            self.loop.remove_reader(fd)
+            os.close(fd)
+            if agent.pid != pid or agent.state != STARTING:
+                return
+            reason = bytes(buf).replace(_launch.STARTED_MARK, b"").decode("utf-8", "replace")
+            agent.handle(SPAWN_FAILED, reason) if reason else agent.handle(STARTED)
+
+        def readable(fd):
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                return
+            if data:
+                buf.extend(data)
+            else:
+                conclude()              # EOF: the child exec'd, or ran, or gave up
+
+        def finish():
+            while not done:              # the child is gone: the pipe ends without blocking
+                readable(fd)
+
+        self.loop.add_reader(fd, readable)
+        return finish
+
+    def _capture(self, name, fd):
+        lines = self.logs[name]
+        pending = bytearray()
+
+        def readable(fd):
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                self.loop.remove_reader(fd)
+                os.close(fd)
+                if pending:
+                    lines.append(pending.decode("utf-8", "replace"))
+                return
+            pending.extend(data)
+            *complete, rest = pending.split(b"\n")
+            pending[:] = rest
+            lines.extend(c.decode("utf-8", "replace") for c in complete)
+
+        self.loop.add_reader(fd, readable)
+
+
+def make_cgroups(root, log):
+    """Cgroups for agents if the unified hierarchy is usable at root, else None."""
+    if not os.path.exists(os.path.join(root, "cgroup.controllers")):
+        return None
+    cg = Cgroups(root)
+    try:
+        cg.setup()
+    except (OSError, CgroupError) as e:
+        log.warning(f"agents: cannot set up cgroups under {root}: {e}")
+        return None
+    return cg
+

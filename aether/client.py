@@ -1,0 +1,111 @@
+"""A blocking client for the agent ABI: agents use it inside the image, tools on the host.
+
+    from aether.client import Client
+    with Client() as c:                       # $AETHER_SOCKET or /run/aether/abi.sock
+        c.call("agent.spawn", manifest={...})
+        for event in c.subscribe(["agent"]):  # blocks, yields events
+            ...
+
+Errors come back as the ABI's exception classes (aether.abi.protocol), so a
+caller can catch PermissionDenied, NotFound, InvalidParams...
+"""
+
+import itertools
+import json
+import os
+import socket
+from collections import deque
+
+from .abi.protocol import ERRORS, AbiError, FrameReader, Internal, encode
+
+DEFAULT_SOCKET = "/run/aether/abi.sock"
+
+
+class ConnectionLost(AbiError):
+    """The server closed the connection (or never answered)."""
+    code = "connection_lost"
+
+
+class Client:
+    def __init__(self, path=None, timeout=30.0, sock=None):
+        self.path = path or os.environ.get("AETHER_SOCKET", DEFAULT_SOCKET)
+        if sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(self.path)
+            except OSError as e:
+                sock.close()
+                raise ConnectionLost(f"cannot connect to aetherd at {self.path}: {e.strerror or e} "
+                                     "(is aetherd running? is AETHER_SOCKET right?)") from None
+        else:
+            sock.settimeout(timeout)
+        self.sock = sock
+        self.reader = FrameReader()
+        self.frames = deque()
+        self.events = deque()
+        self.stray = deque(maxlen=100)
+        self.ids = itertools.count(1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.sock.close()
+
+    def call(self, method, **params):
+        request_id = next(self.ids)
+        self.sock.sendall(encode({"id": request_id, "method": method, "params": params}))
+        while True:
+            message = self._next()
+            if "event" in message:
+                self.events.append(message["event"])
+                continue
+            if message.get("id") != request_id:
+                # an answer to something else, e.g. an error about an earlier bad frame
+                self.stray.append(message)
+                continue
+            if "error" in message:
+                raise _error(message["error"])
+            return message.get("result")
+
+    def subscribe(self, kinds=("*",)):
+        """Subscribe now; return an iterator that yields events as they come (blocking)."""
+        self.call("sys.subscribe", kinds=list(kinds))
+        return self._events()
+
+    def _events(self):
+        while True:
+            while self.events:
+                yield self.events.popleft()
+            message = self._next()
+            if "event" in message:
+                yield message["event"]
+
+    def _next(self):
+        while not self.frames:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                raise ConnectionLost(f"aetherd did not answer within {self.sock.gettimeout():g}s") from None
+            if not data:
+                raise ConnectionLost("aetherd closed the connection")
+            for item in self.reader.feed(data):
+                if isinstance(item, AbiError):
+                    raise item
+                self.frames.append(item)
+        try:
+            return json.loads(self.frames.popleft())
+        except ValueError as e:
+            raise Internal(f"aetherd sent a frame that is not JSON: {e}") from None
+
+
+def _error(wire):
+    cls = ERRORS.get(wire.get("code"), AbiError)
+    error = cls(wire.get("message", "unknown error"), wire.get("data"))
+    if cls is AbiError:
+        error.code = wire.get("code", "error")
+    return error

@@ -1,0 +1,133 @@
+"""aetherctl: the host's command-line tool for a running AetherOS VM.
+
+It talks to aetherd over the virtio-serial channel ``make run`` attaches
+(QEMU's end is the Unix socket out/run/ctl.sock), or to any ABI socket.
+
+    aetherctl status                    machine and agent summary
+    aetherctl agents                    the agent table
+    aetherctl inspect NAME              one agent in detail
+    aetherctl spawn FILE.toml           declare and start an agent from a manifest
+    aetherctl stop|start|restart NAME
+    aetherctl logs NAME [LINES]         an agent's recent output
+    aetherctl events [KIND...]          follow the event stream (Ctrl-C ends)
+    aetherctl call METHOD [JSON]        any ABI method, params as a JSON object
+
+Options: --socket PATH (default out/run/ctl.sock, or $AETHER_SOCKET), --json.
+"""
+
+import json
+import os
+import sys
+
+from .abi.protocol import AbiError
+from .client import Client
+
+DEFAULT = os.path.join("out", "run", "ctl.sock")
+
+
+def _table(rows, columns):
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "") if r.get(c) is not None else "-").ljust(widths[c])
+                        for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def status(c, args):
+    info = c.call("sys.info")
+    mem = info["memory"]
+    a = info["agents"]
+    return (f"{info['hostname']}  kernel {info['kernel']}  up {info['uptime_s']:.0f}s  "
+            f"load {' '.join(info['load'])}\n"
+            f"memory {mem['used_kib'] >> 10} MiB used of {mem['memtotal_kib'] >> 10} MiB\n"
+            f"agents {a['total']} {a['by_state']}  (limits enforced: {a['limits_enforced']})")
+
+
+def agents(c, args):
+    return _table(c.call("agent.list"), ["name", "state", "pid", "parent", "starts", "last_exit", "reason"])
+
+
+def inspect(c, args):
+    return json.dumps(c.call("agent.inspect", name=_one(args, "NAME")), indent=2)
+
+
+def spawn(c, args):
+    import tomllib
+    path = _one(args, "FILE.toml")
+    try:
+        with open(path, "rb") as f:
+            manifest = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SystemExit(f"aetherctl: cannot read {path}: {e}")
+    result = c.call("agent.spawn", manifest=manifest)
+    return f"{result['name']}: {result['state']} ({result['reason']})"
+
+
+def _verb(method):
+    def run(c, args):
+        result = c.call(method, name=_one(args, "NAME"))
+        return f"{result['name']}: {result['state']} ({result['reason']})"
+    return run
+
+
+def logs(c, args):
+    if not args:
+        raise SystemExit("aetherctl logs: name an agent")
+    lines = int(args[1]) if len(args) > 1 else 100
+    return "\n".join(c.call("agent.logs", name=args[0], lines=lines)["lines"])
+
+
+def events(c, args):
+    try:
+        for event in c.subscribe(args or ["*"]):
+            print(json.dumps(event), flush=True)
+    except KeyboardInterrupt:
+        return ""
+
+
+def call(c, args):
+    if not args:
+        raise SystemExit("aetherctl call: name a method, e.g. aetherctl call sys.info")
+    try:
+        params = json.loads(args[1]) if len(args) > 1 else {}
+    except ValueError as e:
+        raise SystemExit(f"aetherctl call: params are not JSON: {e}")
+    if not isinstance(params, dict):
+        raise SystemExit("aetherctl call: params must be a JSON object, e.g. '{\"name\": \"sysmon\"}'")
+    return json.dumps(c.call(args[0], **params), indent=2)
+
+
+def _one(args, what):
+    if len(args) != 1:
+        raise SystemExit(f"aetherctl: expected {what}")
+    return args[0]
+
+
+COMMANDS = {"status": status, "agents": agents, "inspect": inspect, "spawn": spawn,
+            "stop": _verb("agent.stop"), "start": _verb("agent.start"),
+            "restart": _verb("agent.restart"), "logs": logs, "events": events, "call": call}
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    path = os.environ.get("AETHER_SOCKET", DEFAULT)
+    if "--socket" in argv:
+        i = argv.index("--socket")
+        path = argv[i + 1] if i + 1 < len(argv) else path
+        del argv[i:i + 2]
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__.split("\n\n", 2)[2].rstrip(), file=sys.stderr)
+        return 2
+    try:
+        with Client(path) as c:
+            out = COMMANDS[argv[0]](c, argv[1:])
+    except AbiError as e:
+        print(f"aetherctl: {e.code}: {e}", file=sys.stderr)
+        return 1
+    if out:
+        print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The ABI's frames, errors and dispatch, fuzzed: no input can break the server."""
+
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from aether.abi import identity, protocol
+from aether.abi.methods import ANY, PRIVILEGED, Method, obj
+from aether.abi.server import Deferred, Server
+from aether.schema import check_schema
+
+
+class FakeLoop:
+    def add_reader(self, *a): pass
+    def remove_reader(self, *a): pass
+    def add_writer(self, *a): pass
+    def remove_writer(self, *a): pass
+    def call_later(self, *a): pass
+
+
+class FakeLog:
+    def __init__(self):
+        self.errors = []
+
+    def exception(self, what, e):
+        self.errors.append((what, e))
+
+    def warning(self, msg): pass
+    def debug(self, msg): pass
+
+
+class FakeConn:
+    def __init__(self, caller):
+        self.caller = caller
+        self.sent = []
+        self.subscriptions = None
+
+    def send(self, message):
+        json.dumps(message)                      # every answer is JSON-serialisable
+        self.sent.append(message)
+
+
+def boom(d, caller, params, conn):
+    raise RuntimeError("handler bug")
+
+
+def later(d, caller, params, conn):
+    deferred = Deferred()
+    d.pending.append(deferred)
+    return deferred
+
+
+class Ctx:
+    pending = []
+
+
+METHODS = {
+    "t.echo": Method("t.echo", lambda d, c, p, conn: p, obj(["x"], x={"type": "integer"}), ANY, "echo"),
+    "t.admin": Method("t.admin", lambda d, c, p, conn: "ok", obj(), PRIVILEGED, "admin only"),
+    "t.boom": Method("t.boom", boom, obj(), ANY, "raises"),
+    "t.later": Method("t.later", later, obj(), ANY, "answers later"),
+}
+
+
+def server():
+    s = Server(FakeLoop(), METHODS, FakeLog(), Ctx())
+    s.unavailable["ctx"] = "not yet"
+    return s
+
+
+AGENT = identity.Caller("agent:a", 10, 10000, 10000, agent="a")
+SHELL = identity.Caller("shell", 11, 0, 0, privileged=True)
+
+
+def answer(frame, caller=AGENT):
+    conn = FakeConn(caller)
+    server().handle(conn, frame if isinstance(frame, bytes) else json.dumps(frame).encode())
+    assert len(conn.sent) == 1
+    return conn.sent[0]
+
+
+def test_a_good_call():
+    assert answer({"id": 1, "method": "t.echo", "params": {"x": 3}}) == {"id": 1, "result": {"x": 3}}
+
+
+@pytest.mark.parametrize("frame,code", [
+    (b"{not json", "parse_error"),
+    (b"\xff\xfe", "parse_error"),
+    (b"[1, 2]", "invalid_request"),
+    ({"method": "t.echo"}, "invalid_request"),
+    ({"id": True, "method": "t.echo"}, "invalid_request"),
+    ({"id": 1, "method": ""}, "invalid_request"),
+    ({"id": 1, "method": "t.echo", "params": [1]}, "invalid_request"),
+    ({"id": 1, "method": "t.echo", "params": {}, "extra": 1}, "invalid_request"),
+    ({"id": 1, "method": "t.nope"}, "method_not_found"),
+    ({"id": 1, "method": "t.echo", "params": {"x": "3"}}, "invalid_params"),
+    ({"id": 1, "method": "t.echo", "params": {"x": 1, "y": 2}}, "invalid_params"),
+    ({"id": 1, "method": "t.admin"}, "permission_denied"),
+    ({"id": 1, "method": "t.boom"}, "internal"),
+    ({"id": 1, "method": "ctx.window"}, "unavailable"),
+])
+def test_bad_requests_get_structured_errors(frame, code):
+    reply = answer(frame)
+    assert reply["error"]["code"] == code
+    assert reply["error"]["message"]
+
+
+def test_errors_are_addressed_to_the_request_when_possible():
+    assert answer({"id": "abc", "method": "t.nope"})["id"] == "abc"
+    assert answer({"id": 7, "method": 5})["id"] == 7
+
+
+def test_privileged_callers_pass_the_access_check():
+    assert answer({"id": 1, "method": "t.admin"}, SHELL) == {"id": 1, "result": "ok"}
+
+
+def test_deferred_answers_arrive_later():
+    s, conn = server(), FakeConn(AGENT)
+    Ctx.pending.clear()
+    s.handle(conn, b'{"id": 9, "method": "t.later"}')
+    assert conn.sent == []
+    Ctx.pending[0].resolve({"done": True})
+    assert conn.sent == [{"id": 9, "result": {"done": True}}]
+
+
+def test_frame_reader_splits_and_limits():
+    r = protocol.FrameReader(limit=16)
+    assert r.feed(b'{"a":1}\n{"b"') == [b'{"a":1}']
+    assert r.feed(b':2}\n\n') == [b'{"b":2}']
+    out = r.feed(b"x" * 40)
+    assert len(out) == 1 and isinstance(out[0], protocol.TooLarge)
+    assert r.feed(b"yyy\n{}\n") == [b"{}"]        # the rest of the big frame is dropped
+
+
+def test_method_schemas_are_well_formed():
+    from aether.abi.methods import table
+    for method in table().values():
+        check_schema(method.params, f"{method.name}.params")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=12)
+requests = st.fixed_dictionaries(
+    {"id": st.one_of(st.integers(), st.text(max_size=5), st.none(), st.booleans())},
+    optional={"method": st.one_of(st.sampled_from(sorted(set(METHODS) - {"t.later"}) + ["ctx.x", "x"]),
+                                        json_values),
+              "params": json_values, "junk": json_values})
+
+
+@settings(max_examples=6000, deadline=None)
+@given(requests)
+def test_fuzz_structured_requests(request):
+    reply = answer(request)
+    assert ("result" in reply) != ("error" in reply)
+    if "error" in reply:
+        assert reply["error"]["code"] in protocol.ERRORS
+
+
+@settings(max_examples=4000, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_raw_bytes(data):
+    conn, s = FakeConn(AGENT), server()
+    reader = protocol.FrameReader(limit=128)
+    for item in reader.feed(data + b"\n"):
+        if isinstance(item, protocol.TooLarge):
+            continue
+        s.handle(conn, item)
+    for reply in conn.sent:
+        assert reply.get("error", {}).get("code", "ok") in set(protocol.ERRORS) | {"ok"}
