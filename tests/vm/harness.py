@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,3 +126,19 @@ def assert_orderly_shutdown(text, kernel_line):
         f"PID 1 logged nothing (no 'aether-init: ' line) before {kernel_line!r}"
     assert "Kernel panic" not in text, "the kernel panicked during shutdown"
     assert "Traceback" not in text, "a Python traceback was printed during shutdown"
+
+
+def abi_client(vm, timeout=90):
+    """An ABI client on the VM's host channel, once aetherd answers (it starts after the prompt)."""
+    from aether.abi.protocol import AbiError
+    from aether.client import Client
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            c = Client(str(vm.ctl_socket), timeout=30)
+            c.call("abi.hello")
+            return c
+        except (AbiError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -11,8 +11,6 @@ import time
 import pytest
 
 import harness
-from aether.abi.protocol import AbiError
-from aether.client import Client
 
 ONE_BOOT = 240
 CONSOLE_LIMIT = 1.0      # seconds the console may take to answer `status` under load
@@ -23,24 +21,11 @@ def machine(image, request):
     b = harness.Booter(f"{request.module.__name__}.shared")
     try:
         vm = b.boot(memory=1024)
-        client = connect(vm)
+        client = harness.abi_client(vm)
         yield vm, client
         client.close()
     finally:
         b.close()
-
-
-def connect(vm, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            c = Client(str(vm.ctl_socket), timeout=30)
-            c.call("abi.hello")
-            return c
-        except (AbiError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def drill(name, *args, **extra):

@@ -65,11 +65,20 @@ def test_bios_boot_from_the_read_only_root_remembers_across_a_reboot(booter, dis
         "the root file system is not the read-only squashfs partition"
     where, boot = data_status(vm)
     assert (where, boot) == ("data partition /dev/vda4, ext4", 1)
+    c = harness.abi_client(vm)                # remember something in the context store
+    assert c.call("ctx.info")["durable"], "the context store is not on the data partition"
+    memory = c.call("ctx.remember", text="the flashed disk remembers the blue door", tags=["persist"])
+    c.close()
     vm.send_line("reboot")
     vm.expect(re.escape(harness.RESTART), SHUTDOWN_TIMEOUT)
     vm.wait_ready(BOOT_TIMEOUT)
     assert data_status(vm) == ("data partition /dev/vda4, ext4", 2), \
         "the boot counter did not survive the reboot"
+    c = harness.abi_client(vm)                # ...and recall it after the reboot
+    assert c.call("ctx.recall", memory_id=memory["id"])["text"] == "the flashed disk remembers the blue door"
+    found = c.call("ctx.window", query="blue door", budget_tokens=200)["items"]
+    assert [m["id"] for m in found] == [memory["id"]]
+    c.close()
     poweroff(vm)
     assert_clean(vm)
 
