@@ -31,6 +31,8 @@ import errno
 import os
 import time
 
+from .sysinfo import read_text
+
 LABEL = "AETHER-DATA"
 DATA_DIR = "/var/lib/aether"
 BOOT_COUNT = "boot-count"
@@ -75,17 +77,9 @@ class Device:
                 f"label={self.label!r}, error={self.error!r})")
 
 
-def _read(path, default=""):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return default
-
-
 def _uevent(sys_dir):
     fields = {}
-    for line in _read(os.path.join(sys_dir, "uevent")).splitlines():
+    for line in read_text(os.path.join(sys_dir, "uevent")).splitlines():
         key, sep, value = line.partition("=")
         if sep:
             fields[key] = value
@@ -111,7 +105,7 @@ def probe(name, sys_block=SYS_BLOCK, dev="/dev"):
         return None
     sys_dir = os.path.join(sys_block, name)
     try:
-        if int(_read(os.path.join(sys_dir, "size"), "0")) < MIN_SECTORS:
+        if int(read_text(os.path.join(sys_dir, "size"), "0")) < MIN_SECTORS:
             return None
     except ValueError:
         return None
@@ -229,12 +223,12 @@ def attach(log, mount, devices, waited=0.0, root=None, data_dir=DATA_DIR):
 
 
 def booting_from_disk(cmdline_path="/proc/cmdline"):
-    return any(word.startswith("root=") for word in _read(cmdline_path).split())
+    return any(word.startswith("root=") for word in read_text(cmdline_path).split())
 
 
 def read_boot_count(data_dir=DATA_DIR):
     """The number in data_dir/boot-count, or 0 when there is none (or it is garbage)."""
-    text = _read(os.path.join(data_dir, BOOT_COUNT))
+    text = read_text(os.path.join(data_dir, BOOT_COUNT))
     return int(text) if text.isdigit() else 0
 
 
@@ -245,7 +239,7 @@ def count_boot(data_dir=DATA_DIR, log=None):
     directory fsynced: after a crash the file holds the old count or the new one.
     """
     path = os.path.join(data_dir, BOOT_COUNT)
-    old = _read(path)
+    old = read_text(path)
     if old and not old.isdigit() and log is not None:
         log.warning(f"{path} held {old[:40]!r}, not a number; counting from 0")
     count = (int(old) if old.isdigit() else 0) + 1

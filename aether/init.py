@@ -23,7 +23,7 @@ from .log import Log
 from .loop import Loop
 from .reaper import Reaper
 from .services import ServiceSpec, Supervisor
-from .spawn import fork_call, spawn
+from .spawn import fork_call, read_lines, spawn
 from .states import ALWAYS, START, STOP
 
 CHILD_ENV = {"PATH": "/usr/bin", "HOME": "/root", "TERM": "linux", "LANG": "C.UTF-8"}
@@ -191,29 +191,10 @@ class Init:
 
     def capture(self, name, fd):
         lines = self.output.setdefault(name, deque(maxlen=OUTPUT_LINES))
-        pending = bytearray()
+        read_lines(self.loop, fd, lambda text: self._output_line(name, lines, text))
 
-        def readable(fd):
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            if not data:
-                self.loop.remove_reader(fd)
-                os.close(fd)
-                if pending:
-                    self._output_line(name, lines, bytes(pending))
-                return
-            pending.extend(data)
-            *complete, rest = pending.split(b"\n")
-            pending[:] = rest
-            for line in complete:
-                self._output_line(name, lines, line)
-
-        self.loop.add_reader(fd, readable)
-
-    def _output_line(self, name, lines, raw):
-        text = raw.decode("utf-8", "replace").rstrip("\r")
+    def _output_line(self, name, lines, text):
+        text = text.rstrip("\r")
         lines.append(text)
         self.log.info(f"{name}| {text}")
 

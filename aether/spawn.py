@@ -71,12 +71,7 @@ def fork_call(entry, args, *, setsid=False, stdout=None, stderr=None, name=None,
         import traceback
         traceback.print_exc()
     finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BaseException:  # noqa: BLE001
-            pass
-        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+        exit_child(code)
 
 
 def _child_setup(setsid, stdout, stderr, name, keep=()):
@@ -120,3 +115,37 @@ def _set_comm(name):
             f.write(name[:15])
     except OSError:
         pass
+
+
+def read_lines(loop, fd, on_line):
+    """Read a child's output pipe on the loop; call on_line(text) per line, close at EOF."""
+    pending = bytearray()
+
+    def readable(fd):
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            loop.remove_reader(fd)
+            os.close(fd)
+            if pending:
+                on_line(pending.decode("utf-8", "replace"))
+            return
+        pending.extend(data)
+        *complete, rest = pending.split(b"\n")
+        pending[:] = rest
+        for line in complete:
+            on_line(line.decode("utf-8", "replace"))
+
+    loop.add_reader(fd, readable)
+
+
+def exit_child(code):
+    """End a forked child: flush Python's stdio, then os._exit with a status from ``code``."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001
+        pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))

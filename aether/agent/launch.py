@@ -10,7 +10,6 @@ fresh interpreter is what keeps spawn-to-running fast on a slow CPU.
 
 import importlib  # loaded here, before a child drops privileges: it may not read the stdlib's path
 import os
-import sys
 import traceback  # likewise: reporting an agent's crash must not need an import at that moment
 
 from .. import spawn as _spawn
@@ -91,9 +90,4 @@ def _child(spec, w):
         code = e.code
     except BaseException:  # noqa: BLE001 - the agent's own failure: into its output (agent.logs)
         traceback.print_exc()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:  # noqa: BLE001
-        pass
-    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+    _spawn.exit_child(code)

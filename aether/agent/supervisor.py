@@ -18,6 +18,7 @@ import time
 from collections import deque
 
 from . import launch as _launch
+from .. import spawn as _spawn
 from .cgroup import Cgroups, CgroupError
 from .machine import Agent
 from ..states import (ADMIT, EXIT, FAILED, RESTING, RUNNING, SPAWN_FAILED, START, STARTED, STARTING, STOP,
@@ -424,26 +425,7 @@ class Supervisor:
         return finish
 
     def _capture(self, name, fd):
-        lines = self.logs[name]
-        pending = bytearray()
-
-        def readable(fd):
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            if not data:
-                self.loop.remove_reader(fd)
-                os.close(fd)
-                if pending:
-                    lines.append(pending.decode("utf-8", "replace"))
-                return
-            pending.extend(data)
-            *complete, rest = pending.split(b"\n")
-            pending[:] = rest
-            lines.extend(c.decode("utf-8", "replace") for c in complete)
-
-        self.loop.add_reader(fd, readable)
+        _spawn.read_lines(self.loop, fd, self.logs[name].append)
 
 
 def make_cgroups(root, log):
