@@ -21,7 +21,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from . import disklayout, fsimages, grub, hosttools, sparse
+from . import debs, disklayout, fsimages, grub, hosttools, sparse
 from .disklayout import SECTOR
 from .log import BuildError, info, stage
 
@@ -49,12 +49,7 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256_file = debs.sha256_file
 
 
 def seed(epoch, root_image, kernel, boot_debs):

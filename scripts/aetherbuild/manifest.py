@@ -16,7 +16,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from . import cpio, paths
+from . import cpio, debs, paths
 
 FORMAT = 1
 # Debian packages of the host tools whose output lands in the initramfs.
@@ -126,9 +126,4 @@ def disk(d, images_dir, tools):
     }
 
 
-def _sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256_file = debs.sha256_file

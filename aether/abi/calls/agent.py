@@ -63,22 +63,16 @@ def spawn(d, caller, params, conn):
     return d.supervisor.inspect(agent.name)
 
 
-def stop(d, caller, params, conn):
-    name = _owned(d, caller, params["name"], "stop")
-    _call(d.supervisor.stop, name)
-    return d.supervisor.inspect(name)
+def _acting(action):
+    """A handler for agent.<action> NAME: check ownership, act, answer with the agent's state."""
+    def handler(d, caller, params, conn):
+        name = _owned(d, caller, params["name"], action)
+        _call(getattr(d.supervisor, action), name)
+        return d.supervisor.inspect(name)
+    return handler
 
 
-def start(d, caller, params, conn):
-    name = _owned(d, caller, params["name"], "start")
-    _call(d.supervisor.start, name)
-    return d.supervisor.inspect(name)
-
-
-def restart(d, caller, params, conn):
-    name = _owned(d, caller, params["name"], "restart")
-    _call(d.supervisor.restart, name)
-    return d.supervisor.inspect(name)
+stop, start, restart = _acting("stop"), _acting("start"), _acting("restart")
 
 
 def remove(d, caller, params, conn):
