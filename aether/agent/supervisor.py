@@ -161,6 +161,29 @@ class Supervisor:
         if not self.groups.enforced:
             log.warning("agents: no cgroup v2 hierarchy here: agent limits are NOT enforced "
                         "(process groups stand in for cgroups)")
+        else:
+            self._clear_leftovers(cgroups)
+
+    def _clear_leftovers(self, cgroups):
+        """Agents a previous aetherd left running (it crashed; PID 1 restarted us) are stopped:
+        nobody supervises them now, and their manifests start them afresh."""
+        try:
+            names = sorted(os.listdir(cgroups.base))
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(cgroups.base, name)
+            if not os.path.isdir(path):
+                continue
+            pids = cgroups.pids(path)
+            if pids:
+                self.log.warning(f"agents: {name} has {len(pids)} process(es) left by a previous "
+                                 "aetherd; killing them (they run unsupervised)")
+                cgroups.kill(path)
+                deadline = time.monotonic() + 5
+                while cgroups.pids(path) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            cgroups.remove(path)
 
     # -- the machine's window on the world ------------------------------------------
 

@@ -7,6 +7,8 @@ benchmark and anyone checking a machine.  One mode per run:
     forkbomb             fork until the kernel refuses, report how many, then idle
     spin                 burn CPU until stopped
     stop NAME            try to stop another agent through the ABI; report the answer
+    crash-supervisor     SIGKILL aetherd (this agent's parent), to test recovery from an
+                         aetherd crash; needs user = "root" (and grant = ["root"])
 """
 
 import os
@@ -88,6 +90,10 @@ def main(args):
         spin()
     elif mode == "stop" and rest:
         stop(rest[0])
+    elif mode == "crash-supervisor":
+        print(f"crash-supervisor: killing aetherd (pid {os.getppid()})", flush=True)
+        os.kill(os.getppid(), 9)
+        idle()
     else:
         print(f"drill: unknown mode {' '.join(args)!r}\n{__doc__}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import harness
+from aether.client import ConnectionLost
 
 ONE_BOOT = 240
 CONSOLE_LIMIT = 1.0      # seconds the console may take to answer `status` under load
@@ -148,3 +149,25 @@ def test_an_agent_cannot_act_on_an_agent_it_does_not_own(machine):
     assert lines and "permission_denied" in lines[0], lines
     assert c.call("agent.inspect", name="sysmon")["state"] == "running"
     c.call("agent.stop", name="intruder")
+
+
+@pytest.mark.timeout(ONE_BOOT)
+def test_a_crashed_aetherd_is_restarted_and_clears_what_it_left(machine):
+    vm, c = machine
+    old = wait(c, "sysmon", lambda i: i["state"] == "running")["pid"]
+    c.sock.settimeout(5)
+    try:
+        c.call("agent.spawn", manifest=drill("crasher", "crash-supervisor", restart="never",
+                                             user="root", grant=["root"]))
+    except ConnectionLost:
+        pass                # the crasher may kill aetherd before it has sent this answer
+    c.close()
+    vm.expect(r"aetherd: exited with 137", 30)          # PID 1 saw it die and restarts it
+    fresh = harness.abi_client(vm)
+    info = wait(fresh, "sysmon", lambda i: i["state"] == "running")
+    assert info["pid"] != old
+    procs = {p["pid"] for p in fresh.call("sys.processes")}
+    assert old not in procs, "the old sysmon still runs, unsupervised"
+    assert "left by a previous aetherd" in vm.output
+    assert console_answers(vm) < CONSOLE_LIMIT
+    fresh.close()
