@@ -23,11 +23,5 @@ class Events:
 
     def since(self, seq, limit, caller=None):
         """Events after ``seq`` that the caller may see, oldest first."""
-        visible = [e for e in self.ring if e["seq"] > seq and _visible(caller, e)]
+        visible = [e for e in self.ring if e["seq"] > seq and (caller is None or caller.sees(e))]
         return visible[:limit]
-
-
-def _visible(caller, event):
-    if caller is None or caller.privileged:
-        return True
-    return caller.agent is not None and caller.agent in (event.get("agent"), event.get("parent"))

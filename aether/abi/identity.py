@@ -19,6 +19,11 @@ class Caller:
         self.principal, self.pid, self.uid, self.gid = principal, pid, uid, gid
         self.agent, self.privileged, self.via = agent, privileged, via
 
+    def sees(self, event):
+        """The privileged see every event; an agent, those about itself and its children."""
+        return self.privileged or (self.agent is not None
+                                   and self.agent in (event.get("agent"), event.get("parent")))
+
     def describe(self):
         return {"principal": self.principal, "pid": self.pid, "uid": self.uid,
                 "agent": self.agent, "privileged": self.privileged, "via": self.via}

@@ -12,7 +12,7 @@ import _socket
 import os
 import struct
 
-from . import VERSION, identity
+from . import identity
 from .protocol import (AbiError, FrameReader, Internal, MethodNotFound, TooLarge, Unavailable, encode,
                        parse_request)
 
@@ -218,7 +218,7 @@ class Server:
         for conn in list(self.connections):
             subs = conn.subscriptions
             if subs and ("*" in subs or kind in subs or kind.split(".")[0] in subs):
-                if conn.caller.privileged or _visible_to(conn.caller, event):
+                if conn.caller.sees(event):
                     conn.send({"event": event})
 
 
@@ -236,12 +236,3 @@ def find_port(name, sys_root="/sys/class/virtio-ports"):
         except OSError:
             continue
     return None
-
-
-def _visible_to(caller, event):
-    """Agents see events about themselves and their own lineage only."""
-    return caller.agent is not None and caller.agent in (event.get("agent"), event.get("parent"))
-
-
-def hello(version):
-    return {"server": "aetherd", "version": VERSION, "client_version": version}

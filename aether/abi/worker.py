@@ -9,7 +9,6 @@ A worker past its deadline is killed and the call answers ``unavailable``.
 
 import json
 import os
-import time
 
 from .. import spawn as _spawn
 from .protocol import AbiError, Internal, Unavailable
@@ -102,7 +101,3 @@ def _error(wire):
         error.code = wire.get("code", "internal")
         return error
     return cls(wire.get("message", "error"), wire.get("data"))
-
-
-def now():
-    return time.monotonic()

@@ -8,6 +8,7 @@ The Debian packages come from the shared cache (apt fetches what is missing).
 import dataclasses
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -143,3 +144,13 @@ def newc():
 def in_image():
     """in_image(root, *argv) runs a program of the unpacked image at root."""
     return run_in_image
+
+
+@pytest.fixture
+def closed_port():
+    """A local TCP port nothing listens on (bound, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

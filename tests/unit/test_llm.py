@@ -1,7 +1,6 @@
 """aether.llm against a real OpenAI-compatible HTTP server on 127.0.0.1 (tests/fake_openai.py)."""
 
 import json
-import socket
 import sys
 import threading
 import time
@@ -30,15 +29,6 @@ def server():
 @pytest.fixture
 def client(server):
     return llm.Client(server.url, model="fake-model", api_key=KEY, timeout=5)
-
-
-@pytest.fixture
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # -- configuration ------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 import errno
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -548,15 +547,6 @@ def web():
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_fetch_text(web):
