@@ -38,6 +38,8 @@ AGENT_MEMORY_RESERVE = 96 << 20     # kept back from agents for the system itsel
 class Daemon:
     def __init__(self, run_dir, data_dir, cgroup_root, manifest_dirs, host_port, log, cfg, host=False):
         self.log = log
+        self.init_pid = os.getppid()
+        self.llm_tokens = {}              # model tokens used by callers that are not agents      # PID 1 in the image; the host harness's init in tests
         self.loop = Loop(on_error=lambda e: log.exception("internal error", e))
         self.reaper = Reaper(log)
         self.events = Events()

@@ -109,6 +109,7 @@ KEYS = {
                                     "(the kernel command line is readable by every process)"),
     "llm.timeout": ("120", _seconds(0, 3600), "seconds to wait for the endpoint"),
     "llm.max_tokens": ("1024", _count(1, 1_000_000), "default completion length"),
+    "llm.stream": ("off", _choice("on", "off"), "ask the endpoint for a streamed (SSE) answer"),
 }
 
 

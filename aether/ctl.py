@@ -11,6 +11,10 @@ It talks to aetherd over the virtio-serial channel ``make run`` attaches
     aetherctl logs NAME [LINES]         an agent's recent output
     aetherctl events [KIND...]          follow the event stream (Ctrl-C ends)
     aetherctl call METHOD [JSON]        any ABI method, params as a JSON object
+    aetherctl shell                     the intent shell, on this terminal
+    aetherctl intent [--yes] "GOAL"     plan and run one goal; print plan and outcome
+                                        (risky steps run only with --yes; exit 0 when
+                                        every step ran, 1 when not, 2 not understood)
 
 Options: --socket PATH (default out/run/ctl.sock, or $AETHER_SOCKET), --json.
 """
@@ -115,6 +119,8 @@ def main(argv=None):
         i = argv.index("--socket")
         path = argv[i + 1] if i + 1 < len(argv) else path
         del argv[i:i + 2]
+    if argv and argv[0] in ("shell", "intent"):
+        return _shell(path, argv)
     if not argv or argv[0] not in COMMANDS:
         print(__doc__.split("\n\n", 2)[2].rstrip(), file=sys.stderr)
         return 2
@@ -127,6 +133,28 @@ def main(argv=None):
     if out:
         print(out)
     return 0
+
+
+def _shell(path, argv):
+    """The intent shell, from the host: the same Session the console runs, over this channel."""
+    from .shell import terminal
+
+    def connect(_wait):
+        return Client(path, timeout=terminal.CALL_TIMEOUT)
+    if argv[0] == "shell":
+        if len(argv) != 1:
+            raise SystemExit("aetherctl shell takes no arguments")
+        return terminal.interactive(connect)
+    rest = argv[1:]
+    yes = "--yes" in rest or "-y" in rest
+    words = [a for a in rest if a not in ("--yes", "-y")]
+    if not words:
+        raise SystemExit('aetherctl intent: expected a goal, e.g. aetherctl intent "list agents"')
+    try:
+        return terminal.one_shot(connect, " ".join(words), yes=yes)
+    except AbiError as e:
+        print(f"aetherctl: {e.code}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -54,6 +54,13 @@ class CgroupGroups:
     def pids(self, agent):
         return self.cg.pids(os.path.join(self.cg.path(agent.lineage), "self"))
 
+    def apply_limits(self, agent):
+        path = self.cg.path(agent.lineage)
+        if os.path.isdir(path):
+            m = agent.manifest
+            self.cg.set_limits(path, memory=m.limits_memory, cpu=m.limits_cpu, pids=m.limits_pids,
+                               priority=m.priority)
+
     def signal(self, agent, sig):
         if sig == 9:
             self.cg.kill(os.path.join(self.cg.path(agent.lineage), "self"))
@@ -74,6 +81,9 @@ class ProcessGroups:
 
     def prepare(self, _agent):
         return os.devnull          # the child "joins" /dev/null: nothing to join
+
+    def apply_limits(self, _agent):
+        return None                # nothing enforces limits here (inspect says enforced: false)
 
     def pids(self, agent):
         if agent.pid is None and getattr(agent, "pgid", None) is None:
@@ -383,6 +393,32 @@ class Supervisor:
         return all(a.state in RESTING | {WAITING} for a in self.agents.values())
 
     # -- views ------------------------------------------------------------------------
+
+    def set_limits(self, name, memory=None, cpu=None, pids=None):
+        """Change an agent's limits (a child's memory must fit in its parent's); applied live.
+
+        Returns the limits before the change, so a caller can put them back."""
+        agent = self._get(name)
+        m = agent.manifest
+        previous = {"memory": m.limits_memory, "cpu_percent": m.limits_cpu * 100 if m.limits_cpu else None,
+                    "pids": m.limits_pids}
+        changes = {}
+        if memory is not None:
+            changes["limits__memory"] = memory
+        if cpu is not None:
+            changes["limits__cpu"] = cpu
+        if pids is not None:
+            changes["limits__pids"] = pids
+        if agent.parent is not None and memory is not None:
+            parent = self.agents[agent.parent].manifest.limits_memory
+            if memory > parent:
+                raise AgentError("budget", f"{name}: memory {memory >> 20} MiB exceeds its parent "
+                                           f"{agent.parent}'s whole limit ({parent >> 20} MiB)")
+        agent.manifest = m.with_changes(**changes)
+        self.groups.apply_limits(agent)
+        self.publish({"kind": "agent.limits", "agent": name, "parent": agent.parent,
+                      "limits": {k.split("__")[1]: v for k, v in changes.items()}})
+        return previous
 
     def inspect(self, name):
         agent = self._get(name)

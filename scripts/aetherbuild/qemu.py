@@ -46,6 +46,7 @@ QEMU_PACKAGE = "qemu-system-x86"
 CTL_PORT_NAME = "org.aetheros.ctl"
 READY_RE = r"aether-ready uptime=(\d+(?:\.\d+)?)"
 PROMPT = "aether> "
+CONFIRM = "Run it? [y/N] "      # the intent shell asks this before a risky plan
 
 # A working KVM guest reaches its "no root" panic in well under a second; one
 # that hangs never does.  Long enough for a loaded host, short enough to wait.

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from .qemu import (KILL_WAIT, PROMPT, QMP_CONNECT_TIMEOUT, READY_RE, SCRIPTED_PANIC,
+from .qemu import (CONFIRM, KILL_WAIT, PROMPT, QMP_CONNECT_TIMEOUT, READY_RE, SCRIPTED_PANIC,
                    ExpectTimeout, Machine, QemuError, VMExited, default_initrd,
                    default_kernel, efi_vars_copy, kill, qemu_argv, require_images, spawn)
 
@@ -224,6 +224,12 @@ class VM:
     def send_line(self, text, end="\r"):
         """Type `text` and Enter (a terminal sends CR; the tty maps it to NL)."""
         self.send_raw(text + end)
+
+    def send_confirmed(self, text, timeout=30):
+        """Type a line whose plan needs a yes (poweroff, reboot), wait for the question, say yes."""
+        self.send_line(text)
+        self.expect(re.escape(CONFIRM), timeout)
+        self.send_line("yes")
 
     def send_raw(self, text):
         try:

@@ -41,7 +41,7 @@ def assert_clean(vm):
 
 
 def poweroff(vm):
-    vm.send_line("poweroff")
+    vm.send_confirmed("poweroff")
     assert vm.wait_exit(SHUTDOWN_TIMEOUT) == 0
 
 
@@ -69,7 +69,9 @@ def test_bios_boot_from_the_read_only_root_remembers_across_a_reboot(booter, dis
     assert c.call("ctx.info")["durable"], "the context store is not on the data partition"
     memory = c.call("ctx.remember", text="the flashed disk remembers the blue door", tags=["persist"])
     c.close()
-    vm.send_line("reboot")
+    out = vm.command("remember that the green key is under the mat", COMMAND_TIMEOUT)   # and through the shell
+    assert "Remembered as memory" in out, out
+    vm.send_confirmed("reboot")
     vm.expect(re.escape(harness.RESTART), SHUTDOWN_TIMEOUT)
     vm.wait_ready(BOOT_TIMEOUT)
     assert data_status(vm) == ("data partition /dev/vda4, ext4", 2), \
@@ -79,6 +81,14 @@ def test_bios_boot_from_the_read_only_root_remembers_across_a_reboot(booter, dis
     found = c.call("ctx.window", query="blue door", budget_tokens=200)["items"]
     assert [m["id"] for m in found] == [memory["id"]]
     c.close()
+    assert "the green key is under the mat" in vm.command("what do you know about the green key?",
+                                                          COMMAND_TIMEOUT)
+    # the shell's line history came back from the store: Up, Up recalls the line typed before the reboot
+    vm.send_raw("\x1b[A\x1b[A\x1b[A")
+    vm.expect(re.escape("remember that the green key is under the mat"), COMMAND_TIMEOUT)
+    vm.send_raw("\x15")                       # Ctrl-U: the line is redrawn empty
+    vm.expect(re.escape(qemu.PROMPT) + r"\x1b\[K", COMMAND_TIMEOUT)
+    vm.command("", COMMAND_TIMEOUT)
     poweroff(vm)
     assert_clean(vm)
 

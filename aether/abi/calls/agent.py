@@ -104,6 +104,23 @@ def heartbeat(d, caller, params, conn):
     return {"ok": True}
 
 
+def set_limits(d, caller, params, conn):
+    """Change an agent's memory, CPU or process limit; answers with the limits before the change."""
+    from ...agent import manifest as mf
+    name = _owned(d, caller, params["name"], "set the limits of")
+    origin = f"agent.set_limits {name}"
+    try:
+        memory = mf.size(origin, "memory", params["memory"]) if "memory" in params else None
+        cpu = mf.cpu(origin, "cpu_percent", params["cpu_percent"] / 100) if "cpu_percent" in params else None
+        pids = mf.integer(1, 100000)(origin, "pids", params["pids"]) if "pids" in params else None
+    except mf.ManifestError as e:
+        raise InvalidParams(str(e)) from None
+    if memory is None and cpu is None and pids is None:
+        raise InvalidParams(f"{origin}: give at least one of memory (bytes), cpu_percent, pids")
+    previous = _call(d.supervisor.set_limits, name, memory, cpu, pids)
+    return {"name": name, "previous": previous, "limits": d.supervisor.inspect(name)["limits"]}
+
+
 def queue(d, caller, params, conn):
     return d.supervisor.queue()
 
@@ -130,5 +147,11 @@ METHODS = [
            "an agent's recent output (a bounded buffer)"),
     Method("agent.heartbeat", heartbeat, obj(name=NAME), AGENT,
            "tell the watchdog this agent is alive (agents that declare a heartbeat must call it)"),
+    Method("agent.set_limits", set_limits,
+           obj(["name"], name=NAME, memory={"type": "integer", "minimum": 1 << 20},
+               cpu_percent={"type": "number", "minimum": 1, "maximum": 6400},
+               pids={"type": "integer", "minimum": 1, "maximum": 100000}), ANY,
+           "change an agent's memory (bytes), CPU (% of one CPU) or process limit, live; "
+           "answers with the previous limits"),
     Method("agent.queue", queue, obj(), ANY, "agents waiting for resources, in admission order, with reasons"),
 ]

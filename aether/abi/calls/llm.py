@@ -34,10 +34,12 @@ def complete(d, caller, params, conn):
             raise BudgetExhausted(f"{agent.name} has used its whole context budget "
                                   f"({agent.manifest.context_budget_tokens} tokens); nothing was sent")
 
+    stream = params.get("stream", d.config.get("llm.stream") == "on")
+
     def run():
         budget = llm.TokenBudget(remaining) if remaining is not None else None
         try:
-            done = c.complete(params["messages"], tools=params.get("tools"),
+            done = c.complete(params["messages"], tools=params.get("tools"), stream=stream,
                               max_tokens=params.get("max_tokens"),
                               temperature=params.get("temperature"),
                               tool_choice=params.get("tool_choice"), budget=budget)
@@ -52,6 +54,9 @@ def complete(d, caller, params, conn):
         used = (value or {}).get("charged") if error is None else (getattr(error, "data", None) or {}).get("charged")
         if agent is not None and used:
             agent.tokens_used += int(used)
+        elif agent is None and error is None:        # the shell and the host: counted, not limited
+            total = ((value or {}).get("completion") or {}).get("usage", {}).get("total_tokens") or 0
+            d.llm_tokens[caller.principal] = d.llm_tokens.get(caller.principal, 0) + int(total)
         return ((value or {}).get("completion") if error is None else None), error
 
     timeout = float(d.config.get("llm.timeout") or 120) * 5
@@ -61,7 +66,8 @@ def complete(d, caller, params, conn):
 def usage(d, caller, params, conn):
     agent = d.supervisor.agents.get(caller.agent) if caller.agent else None
     if agent is None:
-        return {"principal": caller.principal, "budget_tokens": None, "used_tokens": None}
+        return {"principal": caller.principal, "budget_tokens": None,
+                "used_tokens": d.llm_tokens.get(caller.principal, 0)}
     return {"principal": caller.principal, "budget_tokens": agent.manifest.context_budget_tokens,
             "used_tokens": agent.tokens_used}
 
@@ -72,7 +78,7 @@ METHODS = [
            obj(["messages"], messages=MESSAGES, tools={"type": "array", "maxItems": 128},
                max_tokens={"type": "integer", "minimum": 1, "maximum": 1_000_000},
                temperature={"type": "number", "minimum": 0, "maximum": 2},
-               tool_choice={"type": ["string", "object"]}), ANY,
+               tool_choice={"type": ["string", "object"]}, stream={"type": "boolean"}), ANY,
            "a chat completion from the configured endpoint; tokens are charged to the calling "
            "agent's context budget, refused when it cannot cover the call"),
     Method("llm.usage", usage, obj(), ANY, "the caller's context budget and the tokens it has used"),

@@ -2,10 +2,10 @@
 
 import os
 
-from ... import sysinfo
+from ... import localstatus, sysinfo
 from .. import VERSION
 from ..identity import agent_of_cgroup, cgroup_of
-from ..methods import ANY, Method, obj
+from ..methods import ANY, PRIVILEGED, Method, obj
 
 
 def _meminfo():
@@ -67,7 +67,13 @@ def info(d, caller, params, conn):
             "uptime_s": sysinfo.uptime(), "cpus": os.cpu_count(), "load": sysinfo.loadavg(),
             "memory": _meminfo(), "pressure": _pressure(), "disks": _disks(), "network": _network(),
             "agents": d.agents_summary(), "context": d.context_summary(), "abi_version": VERSION,
-            "caller": caller.describe()}
+            "caller": caller.describe(), "llm": _llm(d), **localstatus.fields()}
+
+
+def _llm(d):
+    """Whether a model is configured (never the key)."""
+    endpoint, model = d.config.get("llm.endpoint"), d.config.get("llm.model")
+    return {"configured": bool(endpoint and model), "endpoint": endpoint or None, "model": model or None}
 
 
 def processes(d, caller, params, conn):
@@ -112,6 +118,17 @@ def alert(d, caller, params, conn):
     return {"seq": event["seq"]}
 
 
+def power(d, caller, params, conn):
+    """Ask PID 1 (aetherd's parent) for an orderly poweroff or reboot: TERM or INT, as the console did."""
+    action = params["action"]
+    d.log.warning(f"{action} requested by {caller.principal} ({caller.via})")
+    d.loop.call_later(0.2, lambda: os.kill(d.init_pid, POWER[action]))   # answer first
+    return {"action": action, "init_pid": d.init_pid}
+
+
+POWER = {"poweroff": 15, "reboot": 2}
+
+
 def hello(d, caller, params, conn):
     return {"server": "aetherd", "version": VERSION, "you": caller.describe(),
             "methods": [m.describe() for m in sorted(d.methods.values(), key=lambda m: m.name)]}
@@ -133,6 +150,8 @@ METHODS = [
                                    message={"type": "string", "minLength": 1, "maxLength": 1000},
                                    data={"type": "object"}), ANY,
            "raise an alert: an event of kind `alert` every subscriber (and the shell) sees"),
+    Method("sys.power", power, obj(["action"], action={"type": "string", "enum": sorted(POWER)}), PRIVILEGED,
+           "power off or reboot the machine: PID 1 stops every agent and service first"),
     Method("sys.events", events, obj(since={"type": "integer", "minimum": 0},
                                      limit={"type": "integer", "minimum": 1, "maximum": 10000}), ANY,
            "recent events after sequence number `since`"),

@@ -1,0 +1,175 @@
+"""The model planner: with a model configured, it asks it for the plan.
+
+The request goes through aetherd (``llm.complete``), which holds the endpoint
+and the key.  The system prompt is assembled from the context store under the
+shell's budget: the machine's state, the recent journal, and the memories a
+``ctx.window`` finds relevant to the line.  The tools offered are the
+built-in tools (``tool.list``) and the shell's ABI methods, with their
+schemas.
+
+Every tool call the model proposes is checked against its schema before it
+becomes a step, and gets the same risk rules as an offline plan; the session
+shows it and asks before anything risky.  A model answer that is not a valid
+plan (an unknown tool, arguments that break the schema, text that is neither
+a plan nor an answer) raises PlanError, and the session falls back to the
+offline planner with a notice.  So do a timeout and an error.
+"""
+
+import json
+
+from ..schema import ValidationError, validate
+from .plan import Plan, Step
+
+BUDGET_TOKENS = 3000           # the system prompt's share: state, journal, memories
+WINDOW_TOKENS = 1200           # of which memories
+JOURNAL_ENTRIES = 15
+MAX_STEPS = 12
+
+# ABI methods the model may propose, and why a step of each needs a yes
+METHODS = ("sys.info", "sys.processes", "sys.power", "agent.list", "agent.inspect", "agent.logs",
+           "agent.start", "agent.stop", "agent.restart", "agent.spawn", "agent.remove", "agent.set_limits",
+           "ctx.remember", "ctx.search", "ctx.recall", "ctx.forget", "ctx.journal", "ctx.compacted",
+           "ctx.restore", "ctx.usage", "ctx.pressure", "ctx.goals")
+RISKY = {"sys.power": "powers the machine off or reboots it",
+         "agent.stop": "stops an agent and every agent under it",
+         "agent.restart": "stops an agent and every agent under it",
+         "agent.remove": "removes an agent's declaration",
+         "ctx.forget": "forgets a memory (recoverable until purged)"}
+
+SYSTEM = """You plan actions on AetherOS, a small Linux machine run by agents.
+Turn the person's request into calls of the tools given. Call only the tools needed,
+in order; every call is shown to the person before it runs, and risky ones need their yes.
+If the request needs no action (a question you can answer from the state below), answer in
+one or two sentences without calling tools. Never invent agent names, paths or ids.
+
+Machine state:
+{state}
+
+Recent journal (newest first):
+{journal}
+
+Memories that may be relevant:
+{memories}"""
+
+
+class PlanError(Exception):
+    """The model's answer is not a plan the shell can run."""
+
+
+class ModelPlanner:
+    def __init__(self):
+        self._tools = None
+
+    def plan(self, session, line):
+        tools = self.tools(session)
+        messages = [{"role": "system", "content": self.context(session, line)},
+                    {"role": "user", "content": line}]
+        completion = session.call("llm.complete", messages=messages,
+                                  tools=[{"name": t["name"], "description": t["description"],
+                                          "schema": t["schema"]} for t in tools.values()],
+                                  tool_choice="auto")
+        return to_plan(line, completion, tools)
+
+    def tools(self, session):
+        """{name: {name, description, schema, kind}}: built-in tools and ABI methods (asked once)."""
+        if self._tools is None:
+            found = {}
+            for t in session.call("tool.list"):
+                found[t["name"]] = {"name": t["name"], "description": t["description"], "schema": t["schema"],
+                                    "kind": "tool"}
+            for m in session.call("abi.hello")["methods"]:
+                if m["name"] in METHODS:
+                    found[m["name"]] = {"name": m["name"], "description": m["doc"], "schema": m["params"],
+                                        "kind": "method"}
+            self._tools = found
+        return self._tools
+
+    def context(self, session, line):
+        """The system prompt: state, journal and memories, each bounded."""
+        info = session.call("sys.info")
+        agents = session.call("agent.list")
+        mem = info["memory"]
+        state = [f"host {info['hostname']}, kernel {info['kernel']}, up {info['uptime_s']:.0f} s, "
+                 f"load {' '.join(info['load'])}, memory {mem['used_kib'] >> 10} of {mem['memtotal_kib'] >> 10} MiB",
+                 "agents: " + (", ".join(f"{a['name']} ({a['state']})" for a in agents) or "none")]
+        entries = session.call("ctx.journal", limit=JOURNAL_ENTRIES, newest_first=True)
+        journal = [f"- {e['kind']} by {e['actor']}: {_clip(json.dumps(e.get('body'), sort_keys=True), 160)}"
+                   for e in entries]
+        window = session.call("ctx.window", query=line, budget_tokens=WINDOW_TOKENS)
+        memories = [f"- #{m['id']} ({m['scope']}, {m['kind']}): {m['text']}" for m in window.get("items", [])]
+        text = SYSTEM.format(state="\n".join(state), journal="\n".join(journal) or "(empty)",
+                             memories="\n".join(memories) or "(none)")
+        return _clip(text, BUDGET_TOKENS * 4)
+
+
+def to_plan(line, completion, tools):
+    """A Plan from a completion: its tool calls as checked steps, or its text as the answer."""
+    if not isinstance(completion, dict):
+        raise PlanError("the model's answer is not a completion")
+    calls = completion.get("tool_calls") or []
+    if not calls:
+        calls = _calls_in_text(completion.get("content"), tools)
+    if not calls:
+        text = (completion.get("content") or "").strip()
+        if not text:
+            raise PlanError("the model answered with neither tool calls nor text")
+        return Plan("model.answer", line, answer=text, source="model")
+    if len(calls) > MAX_STEPS:
+        raise PlanError(f"the model proposed {len(calls)} steps; at most {MAX_STEPS} are taken")
+    return Plan("model", line, [step(c, tools) for c in calls], source="model")
+
+
+def step(call, tools):
+    """One proposed call as a Step, after checking it against its schema."""
+    name, args = call.get("name"), call.get("arguments")
+    if call.get("error"):
+        raise PlanError(f"the model's call of {name}: {call['error']}")
+    if name not in tools:
+        raise PlanError(f"the model proposed {name!r}, which is not one of the shell's tools")
+    if not isinstance(args, dict):
+        raise PlanError(f"the model's arguments for {name} are not an object: {_clip(repr(args), 80)}")
+    try:
+        validate(tools[name]["schema"], args, name)      # checked; sent as proposed (defaults filled there)
+    except ValidationError as e:
+        raise PlanError(f"the model's call of {name} breaks its schema: {e}") from None
+    if tools[name]["kind"] == "tool":
+        from .. import tools as builtin
+        risk = f"is a risky tool call ({name})" if builtin.is_risky(name, args) else None
+        risk = {"fetch.url": "sends a request off the machine"}.get(name, risk)
+        return Step("tool.call", {"name": name, "args": args}, f"{name} (proposed by the model)", risk, show=name)
+    risk = RISKY.get(name)
+    if name == "agent.set_limits" and ("memory" in args or "pids" in args):
+        risk = "a lower memory or process limit can kill the agent's processes"
+    return Step(name, args, f"{name} (proposed by the model)", risk)
+
+
+def _calls_in_text(content, tools):
+    """Tool calls some local servers put in the text: {"name": ..., "arguments": {...}}."""
+    text = (content or "").strip()
+    if text.startswith("```"):
+        text = text.strip("`").partition("\n")[2] if "\n" in text else ""
+    if not text.startswith(("{", "[")):
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    items = value if isinstance(value, list) else [value]
+    calls = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            return []
+        name = item["name"]
+        name = name if name in tools else name.replace("_", ".", 1)
+        args = item.get("arguments", item.get("parameters", {}))
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                return []
+        calls.append({"name": name, "arguments": args})
+    return calls
+
+
+def _clip(text, n):
+    return text if len(text) <= n else text[:n - 3] + "..."

@@ -1,0 +1,111 @@
+"""The offline planner: one typed line in, one Plan out, no network, no model.
+
+    plan("stop sysmon", agents=["sysmon", "watch"])
+        -> Plan(intent="agent.stop", steps=[agent.stop name=sysmon])
+
+Every registered intent scores the line (aether/shell/intents.py) and the
+best one above ``THRESHOLD`` plans it.  A line no intent is sure of gets the
+closest things the shell can do, ranked by the words it shares with each
+intent's help and examples, never a traceback.
+"""
+
+import re
+
+from . import intents
+from .intents import INTENTS
+from .plan import Plan
+from .text import Utterance
+
+THRESHOLD = 1.5
+LEAD_PENALTY = 1.0
+SUGGESTIONS = 3
+FILLER = {"the", "a", "an", "to", "of", "me", "my", "is", "are", "what", "please", "and", "for", "it", "i",
+          "in", "on", "you", "do", "can", "show", "how", "that", "with", "be", "this", "s", "now", "all"}
+
+
+def plan(line, agents=()):
+    """The Plan for one line; ``agents`` are the names the machine knows."""
+    u = Utterance(line, agents)
+    env = {"agents": list(agents)}
+    if not u.words and not u.paths and not u.urls and not u.quoted:
+        return Plan("empty", line)
+    best_name, best = None, None
+    for name, entry in INTENTS.items():
+        match = entry.match(u, env)
+        if match is not None and (best is None or match.score > best.score):
+            best_name, best = name, match
+    if best is not None and _unknown_lead(u):
+        best.score -= LEAD_PENALTY            # "frobnicate the memory": not a memory question
+    if best is None or best.score < THRESHOLD:
+        return Plan("unknown", line, note=closest(u), answer=closest(u))
+    return Plan(best_name, line, best.steps, best.note, best.answer)
+
+
+def closest(u, n=SUGGESTIONS):
+    """What to say when nothing matched: the intents that share most words with the line."""
+    words = {w for w in u.words if w not in FILLER}
+    ranked = []
+    for entry in INTENTS.values():
+        vocabulary = set(re.findall(r"[a-z]+", (entry.help + " " + " ".join(entry.examples)).lower()))
+        shared = len(words & vocabulary)
+        if shared:
+            ranked.append((shared, entry.name, entry))
+    ranked.sort(key=lambda r: (-r[0], r[1]))
+    shown = repr(u.line if len(u.line) <= 60 else u.line[:57] + "...")
+    if not ranked:
+        return (f"I don't know how to do {shown}. Type 'help' to see what I understand, "
+                "e.g. 'status', 'list agents', 'remember that ...'.")
+    lines = [f"I don't know how to do {shown}. The closest things I can do:"]
+    for _score, _name, entry in ranked[:n]:
+        lines.append(f"  {entry.examples[0]:<36} {entry.help}")
+    lines.append("Type 'help' for everything I understand.")
+    return "\n".join(lines)
+
+
+def help_text(topic=""):
+    """The help screen, or one topic's (a topic name or an intent name)."""
+    topic = topic.strip().lower()
+    topics = {}
+    for entry in INTENTS.values():
+        topics.setdefault(entry.topic, []).append(entry)
+    chosen = {t: e for t, e in topics.items() if not topic or topic in (t, t.rstrip("s"))
+              or any(topic == x.name or topic in x.name.split(".") for x in e)}
+    if topic and not chosen:
+        return f"No help topic {topic!r}. Topics: {', '.join(topics)}. Type 'help' for all of them."
+    lines = ["Type what you want in plain words; I show the plan, ask before anything risky, then run it."]
+    if not topic:
+        lines.append("Commands such as help, status, poweroff and reboot work too.")
+    for name, entries in chosen.items():
+        lines.append(f"\n{name}:")
+        for entry in entries:
+            if topic and topic not in (name, name.rstrip("s")) and topic != entry.name \
+                    and topic not in entry.name.split("."):
+                continue
+            lines.append(f"  {entry.examples[0]:<40} {entry.help}")
+            if topic:
+                lines += [f"  {'':<4}also: {ex}" for ex in entry.examples[1:]]
+    if not topic:
+        lines.append(f"\nhelp TOPIC for more examples ({', '.join(topics)}). Ctrl-C cancels a running plan.")
+    return "\n".join(lines)
+
+
+def _vocabulary():
+    words = set(FILLER)
+    for value in vars(intents).values():
+        if isinstance(value, tuple) and all(isinstance(w, str) for w in value):
+            words.update(w for phrase in value for w in phrase.split())
+    for entry in INTENTS.values():
+        words.update(re.findall(r"[a-z]+", (entry.help + " " + " ".join(entry.examples)).lower()))
+    return words
+
+
+VOCABULARY = _vocabulary()
+
+
+def _unknown_lead(u):
+    """The line's first real word is one no intent knows (the verb, usually): the match is a guess."""
+    for w in u.words:
+        if w in intents.POLITE or w in FILLER:
+            continue
+        return w.isalpha() and w not in VOCABULARY and w not in u.agents
+    return False
