@@ -62,7 +62,9 @@ class Daemon:
         self.data_dir = data_dir
         self.store, self.store_problem = None, None
         from .abi.calls.ctx import Batcher
-        self.batcher = Batcher(self)
+        from .abi.resummarise import Resummariser
+        self.resummariser = Resummariser(self)
+        self.batcher = Batcher(self, on_commit=self.resummariser.follow)
         self.stopping = False
 
     def open_store(self):
@@ -81,13 +83,14 @@ class Daemon:
                       + ("" if info["durable"] else " (in memory: NOTHING SURVIVES A REBOOT)"))
         self.journal("boot", {"kernel": os.uname().release, "uptime_s": sysinfo.uptime(),
                               "journal_head": head})
+        self.resummariser.start()
 
     JOURNALED = ("agent.state", "agent.declared", "alert")
 
-    def journal(self, kind, body):
+    def journal(self, kind, body, scope=None):
         """Record what the system does (principal "system"), in the next batch's commit."""
         if self.store is not None:
-            self.batcher.submit("append", {"caller": "system", "kind": kind, "body": body})
+            self.batcher.submit("append", {"caller": "system", "kind": kind, "body": body, "scope": scope})
 
     def _journal_event(self, event):
         if event["kind"] in self.JOURNALED:

@@ -474,6 +474,32 @@ class ContextStore:
         self.access.require(caller, self.access.name_of(row[0]), WRITE)
         return self.compactor.restore(compaction_id, caller)
 
+    def compactions_since(self, after_id=None):
+        """(the newest compaction's id, ids of the compactions made in this store, not imported, after
+        after_id, oldest first): how aetherd follows new compactions (after_id=None: where to start)."""
+        return self.compactor.made_after(after_id)
+
+    def summary_request(self, compaction_id):
+        """For aetherd's model summariser: a compaction's originals and the tokens a new summary's
+        text may use; Conflict when its summary may no longer be replaced (restored, purged,
+        summary compacted, forgotten or pinned)."""
+        return self.compactor.summary_request(check.ident(compaction_id, "compaction_id"))
+
+    def resummarise(self, caller, compaction_id, summary_id, text, summariser, model_tokens=None):
+        """Supersede a compaction's summary (if it is still summary_id, live and unpinned) with text
+        under the same header; the old one is forgotten. Shell/system only (aetherd's model summariser)."""
+        caller = check.principal(caller)
+        if not acl.privileged(caller):
+            raise PermissionDenied(f"{caller} may not replace summaries: only the shell or system does")
+        text = check.text(text)
+        if not isinstance(summariser, str) or not 0 < len(summariser) <= 200:
+            raise InvalidArgument(f"summariser={summariser!r}: give the summariser's name (1 to 200 characters)")
+        if model_tokens is not None:
+            check.positive_int(model_tokens, "model_tokens", allow_zero=True)
+        return self.compactor.supersede(check.ident(compaction_id, "compaction_id"),
+                                        check.ident(summary_id, "summary_id"), text, summariser, caller,
+                                        model_tokens)
+
     def purge(self, caller, older_than=None, scope=None):
         """Remove the text of items compacted or forgotten more than older_than seconds ago
         (default: the retention policy); tombstones stay. Shell/system, or an owner for its scope."""

@@ -26,16 +26,23 @@ scores each sentence by the mean frequency, over all the chunk's text, of
 its content words, takes the best sentence that fits the budget, squares the
 probability of the words it used (so the next pick says something new), and
 repeats; the picks are printed in their original order.  Deterministic: ties
-go to the earlier sentence.  A model summariser (through llm.*) plugs in the
-same way; run compaction from a background task then (auto_compact=False),
-since it is slow, and fall back to the extractive one when the model fails.
+go to the earlier sentence.  If a summariser other than the extractive one
+raises, the chunk falls back to the extractive one.
+
+A model writes summaries after the fact instead (aether/abi/resummarise.py),
+since it is slow and may fail: ``summary_request`` gives it a compaction's
+originals and budget, and ``supersede`` replaces the summary, in one
+transaction, with one of the same header, the model's text as body, and the
+old summary forgotten, if the compaction was neither restored nor purged and
+its summary is still the same live, unpinned memory.
 """
 
 import re
 import time
 
-from .errors import Conflict, NotFound
+from .errors import Conflict, InvalidArgument, NotFound
 from .terms import STOP_WORDS
+from .tokens import item_tokens
 
 LOW_WATER = 0.75
 CHUNK_ITEMS = 64
@@ -45,6 +52,7 @@ SUMMARY_MAX_TOKENS = 400
 SUMMARY_SHARE = 4            # a summary gets at most 1/SUMMARY_SHARE of what it replaces
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE_STOP = re.compile(r"[.!?](?=\s|$)|\n")
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -182,8 +190,8 @@ class Compactor:
                               "summary_tokens) VALUES (?, ?, ?, ?, ?, ?, 0)",
                               (scope_id, now, actor, self.summariser.name, len(ids), replaced))
         cid = cur.lastrowid
-        text, summariser = self._summary_text(cid, rows, summary_budget(replaced))
-        summary_tokens = self.estimator.count(text) + 4
+        text, summariser = self._summary_text(cid, rows)
+        summary_tokens = item_tokens(self.estimator, text)
         tags = _common_tags(rows)
         sid = self.memories.insert(scope_id, "summary", text, tags, max(r[5] for r in rows), False,
                                    summary_tokens, actor, now, last_used=max(r[10] for r in rows))
@@ -198,13 +206,10 @@ class Compactor:
                         "journal_seq = ? WHERE id = ?", (sid, summary_tokens, summariser, seq, cid))
         return cid, sid
 
-    def _summary_text(self, cid, rows, budget):
-        items = [{"id": r[0], "kind": r[2], "text": r[3], "tags": r[4].split(), "importance": r[5],
-                  "created_at": r[9]} for r in rows]
-        kinds = _kind_counts(rows)
-        header = (f"[summary of {len(rows)} compacted items ({kinds}), {_day(rows[0][9])} to "
-                  f"{_day(rows[-1][9])}; restore compaction {cid} for the originals]")
-        room = max(8, budget - self.estimator.count(header) - 1)
+    def _summary_text(self, cid, rows):
+        items = _items(rows)
+        header = _header(cid, rows)
+        room = self._room(header, rows)
         name = self.summariser.name
         try:
             body = self.summariser.summarise(items, room, self.estimator)
@@ -215,10 +220,14 @@ class Compactor:
             body, name = fallback.summarise(items, room, self.estimator), fallback.name
         return (header + "\n" + body).strip(), name
 
+    def _room(self, header, rows):
+        """Tokens the text under header may use in a summary of rows."""
+        return max(8, summary_budget(sum(r[7] for r in rows)) - self.estimator.count(header) - 1)
+
     # ------------------------------------------------------------- restoring
 
-    def restore(self, compaction_id, actor):
-        """Bring a compaction's originals back to live and retire its summary."""
+    def _open(self, compaction_id):
+        """(scope id, summary id) of a compaction neither restored nor purged; NotFound or Conflict."""
         row = self.db.one("SELECT scope_id, summary_id, restored_at, purged_at FROM compactions WHERE id = ?",
                           (compaction_id,))
         if row is None:
@@ -229,12 +238,20 @@ class Compactor:
         if purged_at is not None:
             raise Conflict(f"compaction {compaction_id} was purged at {purged_at} by the retention "
                            "policy: its originals' text is gone (their tombstones remain)")
+        return scope_id, summary_id
+
+    def _member_ids(self, compaction_id):
+        return [r[0] for r in self.db.all("SELECT memory_id FROM compaction_members WHERE compaction_id = ? "
+                                          "ORDER BY memory_id", (compaction_id,))]
+
+    def restore(self, compaction_id, actor):
+        """Bring a compaction's originals back to live and retire its summary."""
+        scope_id, summary_id = self._open(compaction_id)
         summary = self.memories.row(summary_id)
         if summary[11] == "compacted":
             raise Conflict(f"compaction {compaction_id}'s summary (memory {summary_id}) was itself "
                            f"compacted by compaction {summary[13]}: restore {summary[13]} first")
-        ids = [r[0] for r in self.db.all("SELECT memory_id FROM compaction_members WHERE compaction_id = ? "
-                                         "ORDER BY memory_id", (compaction_id,))]
+        ids = self._member_ids(compaction_id)
         now = self.clock()
         with self.db.atomic():
             for mid in ids:
@@ -247,6 +264,71 @@ class Compactor:
             self.journal(actor, self.access.name_of(scope_id), "ctx.restore",
                          {"compaction": compaction_id, "items": ids, "summary": summary_id})
         return {"compaction": compaction_id, "restored": ids, "summary_retired": summary_id}
+
+    # --------------------------------------------------- summaries from a model
+
+    def made_after(self, after_id):
+        """(the newest compaction's id or 0, ids of the compactions made in this store, not imported,
+        after after_id, oldest first); after_id None: no ids."""
+        head = self.db.one("SELECT coalesce(max(id), 0) FROM compactions")[0]
+        if after_id is None or head <= after_id:
+            return head, []
+        rows = self.db.all("SELECT c.id FROM compactions c JOIN memories m ON m.id = c.summary_id "
+                           "WHERE c.id > ? AND m.origin IS NULL ORDER BY c.id", (after_id,))
+        return head, [r[0] for r in rows]
+
+    def _replaceable(self, compaction_id, summary_id=None):
+        """(scope id, summary row, originals in time order) of a compaction whose summary may be
+        replaced: neither restored nor purged, its summary (still summary_id) live and unpinned."""
+        scope_id, current = self._open(compaction_id)
+        if summary_id is not None and current != summary_id:
+            raise Conflict(f"compaction {compaction_id}'s summary is now memory {current}, not {summary_id}")
+        summary = self.memories.row(current)
+        if summary[11] != "live":
+            by = f" by compaction {summary[13]}" if summary[11] == "compacted" else ""
+            raise Conflict(f"compaction {compaction_id}'s summary (memory {current}) was {summary[11]}{by}; "
+                           "only a live summary is replaced")
+        if summary[6]:
+            raise Conflict(f"compaction {compaction_id}'s summary (memory {current}) is pinned: "
+                           "a pinned summary is kept as it is")
+        rows = sorted((self.memories.row(i) for i in self._member_ids(compaction_id)),
+                      key=lambda r: (r[9], r[0]))
+        return scope_id, summary, rows
+
+    def summary_request(self, compaction_id):
+        """A compaction's originals and the tokens a new summary's text may use (under the header)."""
+        scope_id, summary, rows = self._replaceable(compaction_id)
+        return {"compaction": compaction_id, "scope": self.access.name_of(scope_id), "summary_id": summary[0],
+                "budget_tokens": self._room(_header(compaction_id, rows), rows), "items": _items(rows)}
+
+    def supersede(self, compaction_id, summary_id, body, summariser, actor, model_tokens=None):
+        """Replace the compaction's summary summary_id by a new one: same header, body as its text
+        (cut to whole sentences within the budget), same tags, importance and last use; the old
+        one is forgotten, the compaction names the new one and summariser, and it is journalled
+        (ctx.resummarise), in one transaction.  Conflict if the summary may no longer be replaced."""
+        scope_id, old, rows = self._replaceable(compaction_id, summary_id)
+        header = _header(compaction_id, rows)
+        room = self._room(header, rows)
+        body = body.strip()
+        if self.estimator.count(body) > room:
+            body = whole_sentences(body, room, self.estimator)
+            if not body:
+                raise InvalidArgument(f"the new summary of compaction {compaction_id} has no whole "
+                                      f"sentence within its budget of {room} tokens")
+        text = header + "\n" + body
+        tokens = item_tokens(self.estimator, text)
+        now = self.clock()
+        with self.db.atomic():
+            sid = self.memories.insert(scope_id, "summary", text, old[4], old[5], False, tokens, actor, now,
+                                       last_used=old[10])
+            self.memories.set_state(old[0], "forgotten", "forgotten", actor, now, ref=compaction_id)
+            self.db.execute("UPDATE compactions SET summary_id = ?, summary_tokens = ?, summariser = ? "
+                            "WHERE id = ?", (sid, tokens, summariser, compaction_id))
+            self.journal(actor, self.access.name_of(scope_id), "ctx.resummarise",
+                         {"compaction": compaction_id, "summary": sid, "replaced_summary": old[0],
+                          "summariser": summariser, "summary_tokens": tokens, "model_tokens": model_tokens})
+        return {"compaction": compaction_id, "summary": sid, "replaced_summary": old[0],
+                "summariser": summariser, "summary_tokens": tokens}
 
     # --------------------------------------------------------------- purging
 
@@ -287,6 +369,29 @@ class Compactor:
 def summary_budget(replaced_tokens):
     """Tokens a summary of replaced_tokens may use."""
     return max(SUMMARY_MIN_TOKENS, min(SUMMARY_MAX_TOKENS, replaced_tokens // SUMMARY_SHARE))
+
+
+def whole_sentences(text, budget, estimator):
+    """The longest start of text that ends a sentence or a line within budget tokens ('' if none)."""
+    best = ""
+    for stop in _SENTENCE_STOP.finditer(text):
+        head = text[:stop.end()].rstrip()
+        if estimator.count(head) > budget:
+            break
+        best = head
+    return best
+
+
+def _header(cid, rows):
+    """The first line of a summary: what it replaced and how to get the originals back."""
+    return (f"[summary of {len(rows)} compacted items ({_kind_counts(rows)}), {_day(rows[0][9])} to "
+            f"{_day(rows[-1][9])}; restore compaction {cid} for the originals]")
+
+
+def _items(rows):
+    """Memory rows as a summariser's items."""
+    return [{"id": r[0], "kind": r[2], "text": r[3], "tags": r[4].split(), "importance": r[5],
+             "created_at": r[9]} for r in rows]
 
 
 def _chunks(victims):

@@ -309,3 +309,82 @@ def test_concurrent_writes_are_committed_together(aetherd):
     entries = clients[0].call("ctx.journal", kind="note.test", limit=1000)
     assert len(entries) == 100
     assert clients[0].call("ctx.verify")["ok"] is True
+
+
+
+MODEL_SUMMARY = "Pump pressure rose from 101 to 111 kPa; operators Ada and Bo logged it."
+
+
+def remember_readings(c, first, n):
+    for i in range(first, first + n):
+        c.call("ctx.remember", importance=0.1, text=(
+            f"Reading {i}: the pump pressure was {101 + i} kPa at station {i % 4}. Operator "
+            f"{'Ada' if i % 2 else 'Bo'} logged it after inspecting valves {i} and {i + 1}, and noted "
+            "that the coolant level was normal and the bearings were quiet. The next inspection is "
+            f"due in {i + 2} days, after the filters of line {i % 5} are replaced by the night shift."))
+
+
+def test_a_model_rewrites_compaction_summaries_and_failures_keep_the_extractive_one(aetherd_with_model,
+                                                                                      request):
+    from tests.fake_openai import Reply
+    server, tmp_path = aetherd_with_model
+    with open(tmp_path / "data" / "config", "a") as f:
+        f.write("llm.timeout = 1\n")
+    aetherd = request.getfixturevalue("aetherd")
+    c = aetherd()
+
+    def model_compaction():
+        return c.call("ctx.info")["model_compaction"]
+
+    def compaction(cid):
+        return [x for x in c.call("ctx.compacted") if x["id"] == cid][0]
+
+    assert model_compaction() == {"enabled": True, "model": "fake", "queued": 0, "running": None, "jobs": 0,
+                                  "succeeded": 0, "failed": 0, "dropped": 0, "tokens": 0}
+
+    # over quota: compacted at once (extractive), then rewritten by the model
+    c.call("ctx.set_quota", scope="user", items=10)
+    server.queue(Reply(content=MODEL_SUMMARY))
+    remember_readings(c, 0, 11)
+    first = sleep_until(lambda: [x for x in c.call("ctx.compacted") if x["summariser"] == "model:fake"], 20)[0]
+    summary = c.call("ctx.recall", memory_id=first["summary_id"])
+    assert summary["text"].startswith(f"[summary of {first['items']} compacted items") and \
+        summary["text"].endswith("\n" + MODEL_SUMMARY) and summary["state"] == "live"
+    assert [i["id"] for i in c.call("ctx.search", query="operators Ada Bo", kinds=["summary"])["items"]] == \
+        [first["summary_id"]]
+    entry = c.call("ctx.journal", kind="ctx.resummarise")[0]
+    assert entry["body"]["compaction"] == first["id"] and entry["body"]["model_tokens"] == 18
+    assert c.call("ctx.recall", memory_id=entry["body"]["replaced_summary"])["state"] == "forgotten"
+    asked = server.requests[0].json
+    assert asked["model"] == "fake" and asked["temperature"] == 0
+    assert asked["messages"][0]["role"] == "system" and "Reading 0:" in asked["messages"][1]["content"]
+    assert model_compaction()["succeeded"] == 1 and model_compaction()["tokens"] == 18
+
+    # the model fails: the extractive summary stays, the failure is journalled
+    c.call("ctx.set_quota", scope="user", items=1000)          # from here on, ctx.compact compacts
+    for n, (reply, error) in enumerate(((Reply(status=500, error="the model fell over"), "endpoint_error"),
+                                        (Reply(delay=3), "timeout"))):
+        server.queue(reply)
+        remember_readings(c, 20 + 10 * n, 6)
+        made = c.call("ctx.compact", scope="user", items_target=3)["compactions"][0]
+        sleep_until(lambda: model_compaction()["failed"] == n + 1, 20)
+        entry = sleep_until(lambda: [e for e in c.call("ctx.journal", kind="ctx.resummarise.failed")
+                                     if e["body"]["compaction"] == made["id"]], 5)[0]
+        assert entry["scope"] == "user" and entry["body"]["error"] == error
+        assert (compaction(made["id"])["summariser"], compaction(made["id"])["summary_id"]) == \
+            ("extractive-v1", made["summary_id"])
+        assert c.call("ctx.recall", memory_id=made["summary_id"])["state"] == "live"
+    assert "the extractive one stays" in aetherd.log.read_text()
+
+    # restored while the model writes: its answer is dropped
+    server.queue(Reply(content=MODEL_SUMMARY, delay=0.8))
+    remember_readings(c, 40, 6)
+    made = c.call("ctx.compact", scope="user", items_target=3)["compactions"][0]
+    c.call("ctx.restore", compaction_id=made["id"])
+    sleep_until(lambda: model_compaction()["dropped"] == 1, 20)
+    entry = sleep_until(lambda: c.call("ctx.journal", kind="ctx.resummarise.dropped"), 5)[0]
+    assert entry["body"]["compaction"] == made["id"] and "already restored" in entry["body"]["reason"]
+    assert compaction(made["id"])["summariser"] == "extractive-v1"
+    assert {k: model_compaction()[k] for k in ("jobs", "succeeded", "failed", "dropped", "queued")} == \
+        {"jobs": 4, "succeeded": 1, "failed": 2, "dropped": 1, "queued": 0}
+    assert c.call("ctx.verify")["ok"] is True

@@ -33,10 +33,13 @@ def _store(d):
 
 
 class Batcher:
-    """Group the writes of one loop pass into one transaction (one fsync)."""
+    """Group the writes of one loop pass into one transaction (one fsync).
 
-    def __init__(self, d):
-        self.d = d
+    ``on_commit()`` runs after each batch that committed (and was answered).
+    """
+
+    def __init__(self, d, on_commit=None):
+        self.d, self.on_commit = d, on_commit
         self.pending = []
 
     def submit(self, name, kwargs):
@@ -62,6 +65,8 @@ class Batcher:
                 deferred.resolve(value)
             else:
                 deferred.fail(as_abi_error(value))
+        if self.on_commit is not None:
+            self.on_commit()
 
 
 def _confined(d, caller, path):
@@ -100,7 +105,7 @@ def call(name, write=False, paths=()):
 
 
 def info(d, caller, params, conn):
-    return _store(d).info()
+    return {**_store(d).info(), "model_compaction": d.resummariser.report()}
 
 
 def check(d, caller, params, conn):
@@ -183,6 +188,7 @@ CALLS = {
 METHODS = [Method(f"ctx.{name}", call(name, write, paths), schema, ANY, doc)
            for name, (schema, write, paths, doc) in CALLS.items()]
 METHODS.append(Method("ctx.info", info, obj(), ANY,
-                      "where the store lives, whether it is durable (a data disk) or in memory, its journal head"))
+                      "where the store lives, whether it is durable (a data disk) or in memory, its journal "
+                      "head, and what rewriting summaries with the model did and cost"))
 METHODS.append(Method("ctx.check", check, obj(), PRIVILEGED,
                       "PRAGMA integrity_check and the journal's hash chain"))

@@ -59,8 +59,12 @@ def complete(d, caller, params, conn):
             d.llm_tokens[caller.principal] = d.llm_tokens.get(caller.principal, 0) + int(total)
         return ((value or {}).get("completion") if error is None else None), error
 
-    timeout = float(d.config.get("llm.timeout") or 120) * 5
-    return worker.run(d.loop, d.reaper, run, timeout, on_done=charge)
+    return worker.run(d.loop, d.reaper, run, call_timeout(d), on_done=charge)
+
+
+def call_timeout(d):
+    """How long a worker asking the model may run: llm.timeout bounds each wait, not the call."""
+    return float(d.config.get("llm.timeout") or 120) * 5
 
 
 def usage(d, caller, params, conn):
