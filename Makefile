@@ -80,6 +80,7 @@ bench: image
 	$(PY) scripts/bench
 	$(PY) scripts/bench-agents
 	$(PY) scripts/bench-ctx
+	$(PY) scripts/bench-shell
 
 clean:
 	rm -rf out

@@ -34,7 +34,7 @@ def flatten(info, cpu=None):
     for resource, kinds in (info.get("pressure") or {}).items():
         values[f"pressure.{resource}"] = kinds.get("some", {}).get("avg10", 0.0)
     for disk in info.get("disks", []):
-        if disk["size_bytes"]:
+        if disk["size_bytes"] and not disk.get("read_only"):    # a read-only root (squashfs) is always "full"
             used = 100.0 * (disk["size_bytes"] - disk["free_bytes"]) / disk["size_bytes"]
             values[f"disk.{disk['mount']}.used_percent"] = round(used, 1)
     return values

@@ -28,7 +28,7 @@ MEMORY = ("memory", "ram", "mem", "swap", "meminfo")
 CPU = ("cpu", "cpus", "processor", "processors", "load", "busy", "loadavg", "cores", "utilisation",
        "utilization")
 DISK = ("disk", "disks", "storage", "space", "filesystem", "filesystems", "partition", "partitions",
-        "mounts", "mount", "df", "drive", "drives")
+        "mounts", "mounted", "df", "drive", "drives")
 NET = ("network", "networking", "interfaces", "interface", "ip", "ips", "address", "addresses",
        "online", "connected", "connection", "internet", "routes", "route", "gateway", "nic", "eth0",
        "ifconfig", "mac")
@@ -37,7 +37,8 @@ ALERT = ("alert", "alerts", "warning", "warnings", "alarm", "alarms", "notificat
          "problems", "issues", "errors")
 AGENTWORD = ("agent", "agents", "services", "service", "daemons", "workers")
 PROC = ("process", "processes", "ps", "programs", "tasks", "pids", "top")
-LOGS = ("log", "logs", "output", "printed", "stdout", "said", "messages", "tail")
+LOGS = ("log", "logs", "output", "printed", "print", "stdout", "said", "saying", "messages", "tail", "lines",
+        "wrote", "written")
 INSPECT = ("inspect", "details", "detail", "describe", "info", "information", "about", "doing",
            "state", "status", "health", "usage", "using", "limits", "explain")
 FILEWORDS = ("file", "files", "directory", "folder", "dir", "contents", "content")
@@ -51,7 +52,9 @@ ABOVE = ("above", "over", "exceeds", "exceed", "exceeding", "more", "higher", "g
 BELOW = ("below", "under", "less", "lower", "drops", "falls", "<")
 EVERY = ("every", "each", "hourly", "minutely", "periodically", "regularly", "daily")
 POWEROFF = ("poweroff", "shutdown", "halt")
-DELETE = ("delete", "remove", "rm", "erase", "unlink", "del", "destroy", "wipe")
+DELETE = ("delete", "remove", "rm", "erase", "unlink", "del", "destroy", "wipe", "rid")
+MACHINE = ("machine", "system", "computer", "box", "vm", "os", "aetheros", "host", "server")
+QUESTION = ("when", "since", "last", "ago", "how", "was", "were", "did", "changed", "happened")
 POLITE = ("please", "could", "would", "can", "you", "kindly", "now", "me", "for", "the", "a", "an",
           "i", "want", "to", "like", "need", "us", "let", "just", "quickly", "go", "ahead")
 
@@ -101,7 +104,8 @@ def status(u, env):
     score = 0.0
     if u.has("status", "overview", "health", "healthy", "summary", "situation", "dashboard", "sitrep"):
         score += 2
-    if u.has("going on", "happening", "up to", "how are things", "how is everything", "doing"):
+    if u.has("going on", "happening", "up to", "how are things", "how is everything", "doing", "everything ok",
+             "everything okay", "all ok", "all good", "up with", "everything fine", "things", "holding up"):
         score += 1.5
     if u.has("system", "machine", "box", "computer", "host", "everything", "vm", "os"):
         score += 0.5
@@ -146,7 +150,8 @@ def processes(u, env):
 def memory(u, env):
     if not u.has(*MEMORY) or u.has(*WHEN_WORDS[:4], "limit", "cap", "remember", "every") or u.agent:
         return None
-    if u.has("memories", "remembered", "know", "forget", "my memory"):
+    if u.has("memories", "remembered", "know", "forget", "my memory", "in memory", "look up", "search", *PROC) \
+            or u.integers and not u.percents:
         return None
     return Match(2.0 + (0.5 if u.has(*SHOW, "free", "used", "available", "left", "usage") else 0),
                  [Step("sys.info", says="memory and pressure", show="memory")])
@@ -165,7 +170,7 @@ def cpu(u, env):
 @intent("disks", "system", "file systems: size, used and free space",
         ["disk usage", "how much space is left?", "show mounted filesystems"])
 def disks(u, env):
-    if not u.has(*DISK) or u.has("when", "whenever", "every") or u.paths:
+    if not u.has(*DISK) or u.has("when", "whenever") or u.paths or u.has(*EVERY) and u.has("record", "log"):
         return None
     score = 2.0 + (0.5 if u.has("free", "used", "left", "usage", "full") else 0)
     return Match(score, [tool("disk.usage", "space on each mounted file system", all=u.has("all", "every"))])
@@ -198,7 +203,7 @@ def time_(u, env):
         ["uptime", "how long has it been up?", "when did it boot"])
 def uptime(u, env):
     if u.has("uptime") or u.phrase("been up") or u.phrase("been running") and not u.agent \
-            or u.phrase("when did it boot") or u.phrase("when did the machine boot"):
+            or u.has("boot", "booted", "reboot", "started") and u.has("when", "long") and not u.agent:
         return Match(2.2, [tool("clock.now", "uptime and wall clock")])
     return None
 
@@ -237,10 +242,10 @@ def inspect(u, env):
 @intent("agent.logs", "agents", "an agent's recent output",
         ["logs of sysmon", "show sysmon's output", "last 20 lines from watch"])
 def logs(u, env):
-    if not u.has(*LOGS) or u.has("remember", "journal", "happened"):
+    if not u.has(*LOGS) or u.has("remember", "journal", "happened") or u.paths:
         return None
     if not u.agent:
-        return ask_agent(u, "show the logs of", env) if u.has("log", "logs") else None
+        return ask_agent(u, "show the logs of", env) if u.has("log", "logs") and not u.since() else None
     params = {"name": u.agent}
     lines = [n for n in u.integers if 0 < n <= 10000]
     if lines:
@@ -260,8 +265,11 @@ def _undo_stop(name):
 @intent("agent.start", "agents", "start a stopped, exited or failed agent",
         ["start sysmon", "bring the watch agent back up", "launch sysmon"])
 def start(u, env):
-    if not u.has(*START) or u.has("every", "when", "whenever", "restart") or u.phrase("start up") and not u.agent:
+    if not (u.has(*START) or u.phrase("turn on") or u.all("get", "going")) \
+            or u.has("every", "when", "whenever", "restart") or u.phrase("start up") and not u.agent:
         return None
+    if u.has(*STOP) and u.has("again"):
+        return None                                   # stop and start again: a restart
     if u.has("new", "spawn", "goal") or u.has("boot") and not u.agent:
         return None
     if not u.agent:
@@ -272,7 +280,9 @@ def start(u, env):
 @intent("agent.stop", "agents", "stop an agent and its children (needs yes)",
         ["stop sysmon", "kill the watch agent", "shut sysmon down"])
 def stop(u, env):
-    if not u.has(*STOP) and not u.phrase("turn off") and not u.phrase("take down"):
+    if not u.has(*STOP, "stopped") and not u.phrase("turn off") and not u.all("take", "down"):
+        return None
+    if u.has(*START) and u.has("again"):
         return None
     if u.has("why", "when", "whenever") or not u.agent and not u.has("agent", "agents", "service"):
         return None
@@ -286,7 +296,8 @@ def stop(u, env):
         ["restart sysmon", "bounce the watch agent", "give sysmon a fresh start"])
 def restart(u, env):
     if not (u.has(*RESTART[:-1]) or u.phrase("fresh start") or u.phrase("start again")
-            or u.phrase("start over")):
+            or u.phrase("start over") or u.has(*STOP) and u.has(*START) and u.has("again")
+            or u.has("reboot") and u.agent):
         return None
     if u.has("why", "how", "often", "times", "many", "when", "machine", "system", "computer"):
         return None
@@ -299,7 +310,7 @@ def restart(u, env):
 @intent("agent.remove", "agents", "forget a stopped agent and its subtree (needs yes)",
         ["remove the watch agent", "delete agent watch-memory"])
 def remove(u, env):
-    if not u.has(*DELETE, "forget") or not u.agent or u.paths:
+    if not (u.has(*DELETE, "forget", "uninstall", "drop") or u.phrase("get rid of")) or not u.agent or u.paths:
         return None
     return Match(2.6, [Step("agent.stop", {"name": u.agent}, f"stop {u.agent} if it is running",
                             f"stops {u.agent} and its children"),
@@ -317,7 +328,8 @@ def spawn(u, env):
     if u.has("when", "whenever") and (u.percents or u.has(*ABOVE, *BELOW)):
         return None
     goal = (u.quoted[0] if u.quoted else
-            u.after("with the goal", "with goal", "goal:", "goal", "whose job is to", "that will", "which will",
+            u.after("with the goal of", "with the goal", "with goal", "goal:", "whose goal is to", "whose goal is",
+                    "whose job is to", "goal", "that will", "which will",
                     "to", "that", "which", "for"))
     goal = re.sub(r"^(?:to|will)\s+", "", goal).strip(" .")
     if not goal:
@@ -354,8 +366,8 @@ def _name_from(text, env, prefix=""):
 @intent("agent.limit", "agents", "set an agent's memory, CPU or process limit (lowering one needs yes)",
         ["limit sysmon to 64M of memory", "give watch 50% cpu", "cap the sysmon agent at 32 processes"])
 def limit(u, env):
-    if not u.has("limit", "limits", "cap", "restrict", "allow", "give", "set", "lower", "raise", "increase",
-                 "reduce", "max", "maximum", "throttle"):
+    if not (u.has("limit", "limits", "cap", "restrict", "allow", "give", "set", "lower", "raise", "increase",
+                  "reduce", "max", "maximum", "throttle") or u.agent and u.has("more than", "at most", "no more")):
         return None
     if not (u.sizes or u.percents or (u.has("processes", "pids", "tasks") and u.integers)):
         return None
@@ -388,21 +400,21 @@ def _undo_limits(name):
 # ================================================================ watching and scheduling
 
 READINGS = [  # (words that name it, reading, unit)
+    (("pressure", "psi"), "pressure.memory", ""),
     (("memory", "ram", "mem"), "memory.used_percent", "%"),
     (("cpu", "processor", "cpus"), "cpu.percent", "%"),
     (("load",), "load.1", ""),
     (("disk", "storage", "space", "filesystem"), "disk./.used_percent", "%"),
     (("failed", "failures", "failing"), "agents.failed", ""),
     (("agents", "agent"), "agents.total", ""),
-    (("pressure", "psi"), "pressure.memory", ""),
 ]
 
 
 def _reading(u):
     for words, name, unit in READINGS:
         if u.has(*words):
-            if name == "pressure.memory" and u.has("cpu"):
-                return "pressure.cpu", unit
+            if name == "pressure.memory" and u.has("cpu", "io"):
+                return ("pressure.cpu" if u.has("cpu") else "pressure.io"), unit
             if name.startswith("disk.") and u.has("data", "/var/lib/aether"):
                 return "disk./var/lib/aether.used_percent", unit
             return name, unit
@@ -417,6 +429,8 @@ def watch(u, env):
     if not (u.percents or u.integers) or not u.has(*ABOVE, *BELOW, "goes", "reaches", "hits", "passes"):
         return None
     if u.has(*EVERY) and not u.has("when", "whenever", "if"):
+        return None
+    if u.agent and not u.has("when", "whenever", "if", "once"):
         return None
     reading, _unit = _reading(u)
     if reading is None:
@@ -472,22 +486,32 @@ def _dur(seconds):
 @intent("ctx.remember", "context", "remember a fact or note (in the shell's memory)",
         ["remember that the printer is on 10.0.0.7", "note: backups run at 2am", "make a note that disk 2 is flaky"])
 def remember(u, env):
-    if not u.has(*REMEMBER) or u.has("every", "forget", "what", "do you") or u.agent and not u.quoted:
+    lead = next((w for w in u.words if w not in POLITE and w not in ("always", "also")), "")
+    dont_forget = u.phrase("do not forget") or u.phrase("never forget")
+    if lead not in REMEMBER_VERBS and not u.phrase("make a note") and not u.phrase("keep in mind") \
+            and not dont_forget:
         return None
-    if u.has("record", "log", "save") and u.has(*EVERY):
+    if u.has("what", "do you", "did i", "every") and not u.quoted or u.has("forget") and not dont_forget \
+            or u.paths and u.quoted:
         return None
-    text = u.quoted[0] if u.quoted else u.after("remember that", "note that", "make a note that", "make a note",
-                                                "keep in mind that", "record that", "note down", "note:",
-                                                "remember", "memorise", "memorize", "note", "save", "store")
+    if u.has(*EVERY) and u.has("record", "log", "save"):
+        return None
+    text = u.quoted[0] if u.quoted else u.after(
+        "remember as a fact that", "remember that", "note that", "make a note that", "make a note",
+        "keep in mind that", "record that", "jot down that", "jot down", "note down", "the fact that",
+        "as a fact that", ":", "forget that", "remember", "memorise", "memorize", "note", "save", "store", "jot", "pin")
     text = re.sub(r"^(?:that|this)\s+", "", text.strip()).strip()
-    if not text:
-        return Match(2.0, answer="What should I remember? e.g. 'remember that backups run at 2am'.")
-    kind = "fact" if u.has("fact") else "note"
-    pinned = u.has("pin", "pinned", "always", "important")
+    if not text or text.lower() in ("this", "that", "it"):
+        return Match(2.5, answer="What should I remember? e.g. 'remember that backups run at 2am'.")
+    prefix = u.line[: len(u.line) - len(text)].lower() if u.line.endswith(text) else u.line.lower()
+    kind = "fact" if "fact" in prefix else "note"
     params = {"text": text, "scope": "user", "kind": kind}
-    if pinned:
+    if re.search(r"\b(pin|pinned|always|important)\b", prefix):
         params["pinned"] = True
-    return Match(2.5, [Step("ctx.remember", params, "store it in the shell's memory", undo=_undo_remember)])
+    return Match(3.2, [Step("ctx.remember", params, "store it in the shell's memory", undo=_undo_remember)])
+
+
+REMEMBER_VERBS = ("remember", "memorise", "memorize", "note", "jot", "pin", "save", "store", "record", "keep")
 
 
 def _undo_remember(result):
@@ -498,6 +522,12 @@ def _undo_remember(result):
 @intent("ctx.forget", "context", "forget a memory by number, or the memories about something (needs yes)",
         ["forget memory 12", "forget what I said about the printer", "forget everything about backups"])
 def forget(u, env):
+    if u.phrase("do not forget") or u.phrase("never forget"):
+        return None                                   # that is a remember
+    if u.has(*DELETE) and u.has("memory", "memories", "note") and u.integers and not u.paths:
+        mid = u.integers[0]
+        return Match(3.0, [Step("ctx.forget", {"memory_id": mid}, f"forget memory {mid}",
+                                "forgets a memory (recoverable until purged)")])
     if not u.has(*FORGET) or u.agent:
         return None
     if u.has("memory", "note", "fact", "item", "number", "id") and u.integers:
@@ -532,16 +562,23 @@ def _reremember(m):
 def search(u, env):
     if u.has(*FORGET) or u.has("every"):
         return None
-    asks = u.has("know", "recall", "memories", "search", "remember", "told", "said", "notes", "remembered")
-    if not asks or u.has("compacted", "happened") or (u.agent and u.has("why")):
+    asks = u.has("know", "recall", "memories", "search", "remember", "told", "said", "notes", "remembered",
+                 "in memory") \
+        or u.has("tell", "say", "mention", "mentioned") and u.has("i") \
+        or u.has("memory") and u.integers and not u.percents
+    if not asks or u.has("compacted", "happened") or u.paths \
+            or u.agents and not u.has("search", "memories", "memory", "notes", "remember", "know"):
         return None
-    if u.has(*REMEMBER[1:]) and not u.has("what", "search", "recall", "do you", "did i", "know"):
+    if u.has(*REMEMBER[1:]) and not u.has("what", "search", "recall", "do you", "did i", "know", "memory"):
         return None
-    if u.has("memory", "recall") and u.integers and not u.has("search"):
+    if u.has("ask", "asked", "typed"):
+        return None
+    if u.has("memory", "recall") and u.integers and not u.has("search", *DELETE):
         mid = u.integers[0]
         return Match(2.6, [Step("ctx.recall", {"memory_id": mid}, f"memory {mid}", show="memory_item")])
     query = u.quoted[0] if u.quoted else u.after("about", "regarding", "for", "recall", "search memories",
-                                                 "search", "on")
+                                                 "search", "look up", "on")
+    query = re.sub(r"(?i)\s+in (?:my |your )?(?:memory|memories)$", "", query.strip(" ?."))
     query = re.sub(r"(?i)^(?:the|a|an|my)\s+", "", query.strip(" ?."))
     if re.fullmatch(r"(?i)(memories|my memories|everything|anything|all)?", query):
         query = ""
@@ -615,6 +652,8 @@ def restore(u, env):
 def ctx_usage(u, env):
     if not u.has("context", "ctx", "quota", "quotas", "tokens", "pressure") or u.has("when", "every"):
         return None
+    if u.has(*CPU, *MEMORY, "io", "disk") and not u.has("context", "ctx", "tokens", "quota"):
+        return None
     if u.has("memory") and not u.has("context", "ctx"):
         return None
     return Match(2.2, [Step("ctx.usage", {}, "items and tokens per scope"),
@@ -624,7 +663,7 @@ def ctx_usage(u, env):
 @intent("ctx.compact", "context", "compact a scope now (originals stay recoverable)",
         ["compact the shell's memories", "compact scope agent:sysmon"])
 def compact(u, env):
-    if not u.has("compact") or u.has("what", "show", "list", "restore"):
+    if not u.has("compact", "compress", "shrink", "squash") or u.has("what", "show", "list", "restore"):
         return None
     m = re.search(r"\bscope\s+([\w:.\-]+)", u.line)
     scope = m.group(1) if m else (f"agent:{u.agent}" if u.agent else "user")
@@ -637,20 +676,22 @@ def compact(u, env):
 @intent("files.list", "files", "list a directory",
         ["list /var/lib/aether", "what is in /etc?", "show the files in /tmp"])
 def files_list(u, env):
-    if not u.paths or u.has(*DELETE, "write", "append", "put", "overwrite", "save", "create"):
+    if not u.paths or u.has(*DELETE, "write", "append", "put", "overwrite", "save", "create", "replace"):
         return None
     path = u.paths[0]
+    if "." in path.rsplit("/", 1)[-1] and not u.has("directory", "folder", "dir", "ls", "list"):
+        return None                                   # a file's name: show it
     dirish = path.endswith("/") or u.has("directory", "folder", "dir", "files", "ls", "list", "in", "inside",
-                                        "contents of", "contains", "entries")
+                                        "contents of", "contains", "contain", "entries")
     if not dirish or u.has("read", "cat", "print", "show file", "open"):
         return None
-    return Match(2.2, [tool("files.list", f"entries of {path}", path=path)])
+    return Match(2.6, [tool("files.list", f"entries of {path}", path=path)])
 
 
 @intent("files.read", "files", "show a file's contents",
         ["show /etc/hostname", "cat /proc/version", "read the file /var/lib/aether/config"])
 def files_read(u, env):
-    if not u.paths or u.has(*DELETE, "write", "append", "put", "overwrite", "save", "create"):
+    if not u.paths or u.has(*DELETE, "write", "append", "put", "overwrite", "save", "create", "replace"):
         return None
     path = u.paths[0]
     score = 1.8 + (0.6 if u.has("read", "cat", "show", "print", "open", "view", "contents", "display",
@@ -689,7 +730,8 @@ def files_delete(u, env):
     if not u.paths or not u.has(*DELETE):
         return None
     path = u.paths[0]
-    recursive = u.has("recursively", "recursive", "tree", "directory", "folder", "everything", "-r", "-rf")
+    recursive = u.has("recursively", "recursive", "tree", "directory", "folder", "everything") \
+        or re.search(r"(?:^|\s)-[a-z]*r", u.line) is not None
     args = {"path": path}
     if recursive:
         args["recursive"] = True
@@ -713,26 +755,28 @@ def fetch(u, env):
 @intent("reboot", "machine", "stop everything and boot again (needs yes)",
         ["reboot", "restart the machine", "reboot the system now"])
 def reboot(u, env):
-    if not (u.has("reboot", "reset") or u.has("restart", "reboot") and u.has("machine", "system", "computer",
-                                                                           "box", "vm", "os")):
+    if not (u.has("reboot", "reset") or u.has("restart", "reboot") and u.has(*MACHINE)):
         return None
-    if u.agent or u.has("why", "agent", "service"):
-        return None
-    return Match(3.0, [Step("sys.power", {"action": "reboot"}, "stop every agent and service, then reboot",
-                            "every agent and service stops and the machine restarts")])
+    return None if u.has("why") else _power(u, "reboot", "restarts")
 
 
 @intent("poweroff", "machine", "stop everything and power off (needs yes)",
         ["poweroff", "shut down the machine", "turn the computer off"])
 def poweroff(u, env):
-    machine = u.has("machine", "system", "computer", "box", "vm", "everything", "os", "aetheros")
-    if not (u.has(*POWEROFF) or u.phrase("power off") or u.phrase("shut down") and (machine or len(u.words) <= 3)
-            or u.phrase("turn off") and machine or u.phrase("switch off")):
+    machine = u.has(*MACHINE, "everything")
+    if not (u.has(*POWEROFF) or u.phrase("power off") or u.phrase("power down")
+            or u.phrase("shut down") and (machine or len(u.words) <= 3)
+            or u.has("turn", "switch", "shut") and u.has("off", "down") and machine or u.phrase("switch off")):
         return None
-    if u.agent or u.has("agent", "service"):
+    return _power(u, "poweroff", "powers off")
+
+
+def _power(u, action, what):
+    """The one-step plan for poweroff and reboot; never for a question or a line about an agent."""
+    if u.agent or u.has("agent", "service", *QUESTION):
         return None
-    return Match(3.0, [Step("sys.power", {"action": "poweroff"}, "stop every agent and service, then power off",
-                            "every agent and service stops and the machine powers off")])
+    return Match(3.0, [Step("sys.power", {"action": action}, f"stop every agent and service; the machine {what}",
+                            f"every agent and service stops and the machine {what}")])
 
 
 # ================================================================ the shell itself (answered by the session)
@@ -750,7 +794,8 @@ def help_(u, env):
 @intent("explain", "shell", "explain the last plan: what each step did and why",
         ["explain", "explain the last plan", "what did you just do?"])
 def explain(u, env):
-    if u.has("explain") and not u.agent or u.phrase("what did you just do") or u.phrase("why did you"):
+    if u.has("explain") and not u.agent or u.phrase("what did you just do") or u.phrase("why did you") \
+            or u.has("plan") and u.has("last", "that", "previous") and u.has("what", "why", "do", "did"):
         return Match(2.6)
     return None
 
@@ -758,7 +803,7 @@ def explain(u, env):
 @intent("undo", "shell", "reverse the last plan's reversible steps (asks first)",
         ["undo", "undo that", "take that back"])
 def undo(u, env):
-    if u.has("undo", "revert") and not u.has("compaction") or u.phrase("take that back") \
+    if u.has("undo", "revert", "reverse") and not u.has("compaction") or u.phrase("take that back") \
             or u.phrase("roll back") or u.phrase("rollback"):
         return Match(3.0)
     return None
@@ -768,7 +813,8 @@ def undo(u, env):
         ["history", "what did I ask before?", "show my previous commands"])
 def history(u, env):
     if u.has("history") and not u.has("journal", "system", "happened", "machine") or \
-            u.has("asked", "typed") or u.phrase("previous commands") or u.phrase("my commands"):
+            u.has("asked", "typed", "ask") and not u.has("can") or u.has("commands") and u.has(
+                "previous", "past", "my", "earlier", "old", "last"):
         return Match(2.5, [Step("ctx.goals", {"scope": "user", "limit": 20}, "the shell's recent intents",
                                 show="history")])
     return None

@@ -20,7 +20,9 @@ THRESHOLD = 1.5
 LEAD_PENALTY = 1.0
 SUGGESTIONS = 3
 FILLER = {"the", "a", "an", "to", "of", "me", "my", "is", "are", "what", "please", "and", "for", "it", "i",
-          "in", "on", "you", "do", "can", "show", "how", "that", "with", "be", "this", "s", "now", "all"}
+          "in", "on", "you", "do", "can", "show", "how", "that", "with", "be", "this", "s", "now", "all", "many",
+          "much", "does", "did", "have", "has", "there", "was", "were", "will", "current", "currently", "some",
+          "most", "more", "our", "your", "its", "their", "am", "hey", "ok", "okay", "so", "then", "right"}
 
 
 def plan(line, agents=()):
@@ -28,7 +30,7 @@ def plan(line, agents=()):
     u = Utterance(line, agents)
     env = {"agents": list(agents)}
     if not u.words and not u.paths and not u.urls and not u.quoted:
-        return Plan("empty", line)
+        return Plan("help", line) if line.strip() == "?" else Plan("empty", line)
     best_name, best = None, None
     for name, entry in INTENTS.items():
         match = entry.match(u, env)
@@ -90,13 +92,27 @@ def help_text(topic=""):
 
 
 def _vocabulary():
+    """Every word the intents look for: their word lists, help, examples and the literals in their code."""
     words = set(FILLER)
     for value in vars(intents).values():
         if isinstance(value, tuple) and all(isinstance(w, str) for w in value):
             words.update(w for phrase in value for w in phrase.split())
     for entry in INTENTS.values():
         words.update(re.findall(r"[a-z]+", (entry.help + " " + " ".join(entry.examples)).lower()))
+        words.update(_literals(entry.match.__code__))
     return words
+
+
+def _literals(code):
+    for const in code.co_consts:
+        if isinstance(const, str):
+            yield from re.findall(r"[a-z]+", const)
+        elif isinstance(const, tuple):
+            for c in const:
+                if isinstance(c, str):
+                    yield from re.findall(r"[a-z]+", c)
+        elif hasattr(const, "co_consts"):
+            yield from _literals(const)
 
 
 VOCABULARY = _vocabulary()
@@ -105,7 +121,7 @@ VOCABULARY = _vocabulary()
 def _unknown_lead(u):
     """The line's first real word is one no intent knows (the verb, usually): the match is a guess."""
     for w in u.words:
-        if w in intents.POLITE or w in FILLER:
+        if w in intents.POLITE:
             continue
         return w.isalpha() and w not in VOCABULARY and w not in u.agents
     return False

@@ -45,12 +45,14 @@ class Session:
         self.seen_alert_seq = None
         self.recording_problem = None
         self.model_configured = False
+        self.connected_once = False           # "waiting for aetherd" at boot, "not answering" after
 
     # -- the connection
 
     def call(self, method, **params):
         if self.client is None:
             self.client = self.connect(True)
+            self.connected_once = True
         try:
             return self.client.call(method, **params)
         except (OSError, ConnectionError) as e:
@@ -76,6 +78,7 @@ class Session:
         try:
             if self.client is None:
                 self.client = self.connect(False)     # the prompt never waits for aetherd
+                self.connected_once = True
             info = self.call("sys.info")
             self.model_configured = bool((info.get("llm") or {}).get("configured"))
             agents = self.call("agent.list")
@@ -86,7 +89,7 @@ class Session:
                 if ctx.get("available") else None
             waiting = self._alerts_waiting()
         except AbiError:
-            return f"[aetherd not answering] {PROMPT}"
+            return f"[{'aetherd not answering' if self.connected_once else 'waiting for aetherd'}] {PROMPT}"
         parts = [f"{running} agent{'s' if running != 1 else ''} running"]
         parts.append(f"ctx {pressure * 100:.0f}%" if pressure is not None else "ctx unavailable")
         if waiting:

@@ -27,7 +27,7 @@ UNIT_SECONDS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
                 "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
                 "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
                 "d": 86400, "day": 86400, "days": 86400, "week": 604800, "weeks": 604800}
-DURATION = re.compile(NUM + r"\s*(" + "|".join(sorted(UNIT_SECONDS, key=len, reverse=True)) + r")\b")
+DURATION = re.compile(r"\b" + NUM + r"\s*(" + "|".join(sorted(UNIT_SECONDS, key=len, reverse=True)) + r")\b")
 PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|per\s?cent\b)")
 SIZE_UNITS = {"k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
               "mib": 1 << 20, "meg": 1 << 20, "megs": 1 << 20, "megabytes": 1 << 20,
@@ -120,17 +120,17 @@ class Utterance:
     def _named_agent(self):
         """A name given as 'agent NAME', 'NAME agent' or 'called NAME' (the agent may not exist)."""
         text = " ".join(self.words)
-        for pattern in (r"\b(?:agent|called|named)\s+([a-z][a-z0-9-]{0,31})\b",
+        for pattern in (r"(?=\b(?:agent|called|named)\s+([a-z][a-z0-9-]{0,31})\b)",
                         r"\b([a-z][a-z0-9-]{0,31})\s+agent\b"):
-            m = re.search(pattern, text)
-            if m and m.group(1) not in NOT_NAMES:
-                return m.group(1)
+            for m in re.finditer(pattern, text):
+                if m.group(1) not in NOT_NAMES:
+                    return m.group(1)
         return None
 
     def since(self):
         """A time the line asks about ('since boot', 'yesterday', 'in the last hour'), or None."""
         low = " ".join(self.words)
-        if re.search(r"\b(since|after)\s+(the\s+)?(last\s+)?(boot|booted|start|startup|reboot)", low) \
+        if re.search(r"\b(since|after)\s+(the\s+)?(last\s+)?(boot|booted|start|startup|started|reboot|power on)", low) \
                 or "since boot" in low or "this boot" in low:
             return When("boot", 0, "since boot")
         if "yesterday" in self.set:
@@ -150,8 +150,11 @@ class Utterance:
         return None
 
 
-NOT_NAMES = {"the", "an", "a", "this", "that", "new", "my", "each", "every", "which", "what", "an",
-             "one", "some", "any", "your", "its", "is", "to", "for", "that", "of", "and", "all", "whose"}
+NOT_NAMES = {"the", "an", "a", "this", "that", "new", "my", "each", "every", "which", "what", "one", "some",
+             "any", "your", "its", "is", "to", "for", "of", "and", "all", "whose", "called", "named", "with",
+             "table", "list", "logs", "log", "output", "state", "status", "goal", "up", "down", "again",
+             "whose", "who", "was", "has", "have", "had", "been", "be", "are", "in", "on", "at", "by", "from",
+             "did", "does", "do", "can", "should", "will", "would"}
 
 
 def _number(text):

@@ -17,6 +17,20 @@ def test_flatten_names_every_reading():
     assert v["agents.failed"] == 1 and v["load.1"] == 0.5
 
 
+def test_a_read_only_file_system_is_not_a_full_disk():
+    info = dict(INFO, disks=INFO["disks"] + [{"mount": "/", "size_bytes": 100, "free_bytes": 0, "read_only": True}])
+    assert "disk./.used_percent" not in metrics.flatten(info)
+
+
+def test_record_parses_readings_and_interval():
+    from aether.agents import record
+    assert record.parse(["load.1", "cpu.percent", "--every", "300"]) == (["load.1", "cpu.percent"], 300.0)
+    with pytest.raises(SystemExit, match="name a reading"):
+        record.parse(["--every", "5"])
+    with pytest.raises(SystemExit, match="too often"):
+        record.parse(["load.1", "--every", "0.1"])
+
+
 def test_cpu_percent():
     assert metrics.cpu_percent((100, 50), (200, 75)) == 75.0
     assert metrics.cpu_percent((100, 50), (100, 50)) == 0.0

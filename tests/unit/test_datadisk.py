@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from aether import console, datadisk
+from aether import datadisk, localstatus
 
 
 def superblock(label=None, magic=True):
@@ -213,9 +213,9 @@ def test_a_garbled_boot_counter_starts_again(tmp_path):
 def test_status_data_line():
     mounts = ("tmpfs /var/lib/aether tmpfs rw 0 0\n"
               "/dev/vda4 /var/lib/aether ext4 rw,nosuid,nodev,noatime 0 0\n")
-    assert console.data_line(mounts, 2) == \
+    assert localstatus.data_line(mounts, 2) == \
         "/var/lib/aether (data partition /dev/vda4, ext4; boot 2)"
-    assert console.data_line("tmpfs /var/lib/aether tmpfs rw 0 0\n", 1) == \
+    assert localstatus.data_line("tmpfs /var/lib/aether tmpfs rw 0 0\n", 1) == \
         "/var/lib/aether (in memory: nothing survives a reboot; boot 1)"
 
 

@@ -162,7 +162,7 @@ def test_without_aetherd_the_prompt_says_so_and_status_falls_back_to_local_facts
     def connect(wait):
         raise Unavailable("cannot connect to aetherd")
     s = Session(connect, said.append, lambda q: False, local_status=lambda: "uptime: 1.00 s")
-    assert s.prompt() == "[aetherd not answering] aether> "
+    assert s.prompt() == "[waiting for aetherd] aether> "
     s.handle("status")
     assert any("uptime: 1.00 s" in x for x in said)
 

@@ -33,7 +33,7 @@ def _disks():
     disks = []
     with open("/proc/self/mounts") as f:
         for line in f:
-            device, point, fstype = line.split()[:3]
+            device, point, fstype, options = line.split()[:4]
             if not device.startswith("/dev/") and fstype not in ("tmpfs",):
                 continue
             try:
@@ -41,6 +41,7 @@ def _disks():
             except OSError:
                 continue
             disks.append({"mount": point, "device": device, "fstype": fstype,
+                          "read_only": "ro" in options.split(","),
                           "size_bytes": st.f_blocks * st.f_frsize,
                           "free_bytes": st.f_bavail * st.f_frsize})
     return disks
