@@ -3,8 +3,10 @@
 PID 1 forks it in a new session; it makes its terminal the controlling
 terminal (TIOCSCTTY), so Ctrl-C reaches this program and never PID 1.  Just
 before its first prompt of a boot on a terminal it prints
-``aether-ready uptime=<seconds>``; tests and benchmarks key on it.  Then it
-imports and runs the intent shell (aether/shell/terminal.py).
+``aether-ready uptime=<seconds>``; tests and benchmarks key on it.  It reads
+the first line plainly, and only then imports and runs the intent shell
+(aether/shell/terminal.py), so a console nobody uses (tty1 under QEMU) never
+loads it.
 
     python3 -m aether.console --tty /dev/ttyS0
 """
@@ -59,8 +61,24 @@ def main(argv=None):
     attach(tty)
     print(f"\nAetherOS {__version__} on {os.path.basename(tty)}. Type what you want, or help.", flush=True)
     ready_marker(tty)
-    from .shell import terminal            # after the marker: the first prompt is not kept waiting
-    return terminal.console()
+    first = first_line()
+    if first is None:
+        return 0                           # end of input: PID 1 starts a fresh console
+    from .shell import terminal            # only now: a console nobody types on costs no memory
+    return terminal.console(first)
+
+
+def first_line(prompt="aether> "):
+    """The first line, read plainly (the tty edits and echoes it) before the shell is loaded."""
+    while True:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        try:
+            line = sys.stdin.readline()
+        except KeyboardInterrupt:
+            sys.stdout.write("\n")
+            continue
+        return line.rstrip("\n") if line else None
 
 
 if __name__ == "__main__":

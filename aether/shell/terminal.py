@@ -42,16 +42,21 @@ def _print(text):
     print(text, flush=True)
 
 
-def run(session, read, history_into=None):
-    """The read-plan-run loop until end of input.  Ctrl-C cancels a plan or a half-typed line."""
+def run(session, read, history_into=None, pending=None):
+    """The read-plan-run loop until end of input.  Ctrl-C cancels a plan or a half-typed line.
+
+    ``pending``: a line already read (its prompt already shown), handled first."""
     loaded = False
     while True:
         try:
-            prompt = session.prompt()
-            if not loaded and history_into is not None and session.client is not None:
-                history_into(session.history())
-                loaded = True
-            line = read(prompt)
+            if pending is not None:
+                line, pending = pending, None
+            else:
+                prompt = session.prompt()
+                if not loaded and history_into is not None and session.client is not None:
+                    history_into(session.history())
+                    loaded = True
+                line = read(prompt)
         except KeyboardInterrupt:
             continue                          # the editor printed ^C; a fresh prompt
         if line is None:
@@ -75,8 +80,8 @@ def _editor_confirm(editor):
     return confirm
 
 
-def console():
-    """The shell on the console this process has attached (fd 0/1)."""
+def console(first=None):
+    """The shell on the console this process has attached (fd 0/1); ``first``: a line read already."""
     from .. import localstatus
     editor = LineEditor(0, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
     session = Session(connector(os.environ.get("AETHER_SOCKET", DEFAULT_SOCKET), _print), _print,
@@ -84,7 +89,7 @@ def console():
 
     def load(lines):
         editor.history = lines[-editor.keep:]      # the store has this session's lines too
-    return run(session, editor.read, load)
+    return run(session, editor.read, load, first)
 
 
 def interactive(connect):
