@@ -58,13 +58,16 @@ def work(c, goal, gid):
         messages.append(_assistant(done))
         for call in calls:
             c.call("ctx.add_step", goal_id=gid, description=f"{call['name']} {json.dumps(call.get('arguments'))}"[:500])
-            messages.append({"role": "tool", "tool_call_id": call["id"], "content": run(c, call)})
+            messages.append({"role": "tool", "tool_call_id": call["id"],
+                             "content": run(c, call, {t["name"] for t in tools})})
     return f"no report after {TURNS} turns", "failed"
 
 
-def run(c, call):
+def run(c, call, offered):
     if call.get("error"):
         return f"not run: {call['error']}"
+    if call["name"] not in offered:
+        return f"not run: {call['name']} is not one of the tools offered (risky ones are not, for an agent)"
     try:
         if _risky(call):
             return "not run: this call is risky and an agent cannot approve it"

@@ -255,3 +255,59 @@ def test_a_failing_model_falls_back_to_the_offline_planner_with_a_notice(with_mo
     assert code == 0, out
     assert "the model planner failed" in out and why in out and "using the offline planner" in out
     assert "plan (agents):" in out and "1. agent.list" in out
+
+
+# ---------------------------------------------------------------- the agents the shell starts
+
+
+def wait_rest(d, name, timeout=30):
+    with d.client() as c:
+        sleep_until(lambda: c.call("agent.inspect", name=name)["state"] in ("exited", "stopped", "failed"), timeout)
+        return c.call("agent.inspect", name=name)
+
+
+def test_a_goal_agent_without_a_model_records_its_goal_as_waiting(aetherd):
+    code, out = aetherd.intent("spawn an agent to tidy the temp files")
+    assert code == 0, out
+    info = wait_rest(aetherd, "tidy-temp-files")
+    assert info["last_exit"] == 125, info                  # done: nothing to guess without a model
+    with aetherd.client() as c:
+        goals = c.call("ctx.goals", scope="agent:tidy-temp-files")
+        assert [g["intent"] for g in goals] == ["tidy the temp files"]
+        assert goals[0]["status"] == "open" and "no model is configured" in goals[0]["outcome"]
+
+
+def test_a_goal_agent_works_with_the_model_and_runs_only_safe_tools(tmp_path):
+    with FakeOpenAI() as server:
+        d = Aetherd(tmp_path, f"llm.endpoint = {server.url}\nllm.model = fake\n")
+        try:
+            server.queue(Reply(content=None, tool_calls=[("clock_now", "{}"),      # offered
+                                                         ("files_delete", '{"path": "/tmp/x"}')]),   # not
+                         Reply(content="It is 10:00 UTC; nothing to delete."))
+            with d.client() as c:
+                c.call("agent.spawn", manifest={"name": "clocky", "goal": "tell the time",
+                                                "program": "aether.agents.goal:main", "restart": "never"})
+            info = wait_rest(d, "clocky")
+            assert info["last_exit"] == 125, info
+            with d.client() as c:
+                goal = c.call("ctx.goals", scope="agent:clocky")[0]
+                assert goal["status"] == "done" and goal["outcome"] == "It is 10:00 UTC; nothing to delete."
+                steps = c.call("ctx.goal", goal_id=goal["id"])["steps"]
+                assert [s["description"].split()[0] for s in steps] == ["clock.now", "files_delete"]
+                assert c.call("agent.inspect", name="clocky")["context"]["used_tokens"] == 36   # 2 x 18
+            second = server.requests[1].json["messages"]
+            results = {m["tool_call_id"]: m["content"] for m in second if m["role"] == "tool"}
+            assert '"uptime"' in results["call_fake_0"]
+            assert results["call_fake_1"].startswith("not run: files_delete is not one of the tools offered")
+            assert "files_delete" not in {t["function"]["name"] for t in server.requests[0].json["tools"]}
+        finally:
+            d.stop()
+
+
+def test_a_record_agent_writes_observations(aetherd):
+    with aetherd.client() as c:
+        c.call("agent.spawn", manifest={"name": "rec", "program": "aether.agents.record:main",
+                                        "args": ["load.1", "memory.used_percent", "--every", "1"]})
+        found = sleep_until(lambda: c.call("ctx.search", query="recorded", scopes=["agent:rec"])["items"], 15)
+        assert found[0]["kind"] == "observation" and "load.1 = " in found[0]["text"]
+        assert set(found[0]["tags"]) == {"record", "load.1", "memory.used_percent"}
