@@ -194,8 +194,6 @@ def time_(u, env):
         return None
     if u.has("every", "since", "last", "ago", "yesterday", "happened", "compacted", "schedule"):
         return None
-    if u.has("uptime", "long") and not u.has("date", "clock"):
-        return Match(2.0, [tool("clock.now", "wall clock, uptime and time zone")])
     return Match(2.0, [tool("clock.now", "wall clock, uptime and time zone")])
 
 
@@ -607,7 +605,7 @@ def journal(u, env):
     elif u.agent:
         params["kind"] = "agent.state"
     return Match(score, [Step("ctx.journal", params, "journal entries" + (f" {since}" if since else ""),
-                              show="journal", )])
+                              show="journal")])
 
 
 @intent("why.restart", "context", "why an agent restarted, failed or stopped: its exits and state changes",

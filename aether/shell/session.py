@@ -20,6 +20,8 @@ For each line:
 The last plan run is kept for ``explain`` and ``undo``.
 """
 
+import json
+
 from ..abi.protocol import AbiError
 from . import planner, render
 from .plan import Plan
@@ -315,7 +317,6 @@ def _has_when(value):
 
 
 def _outcome(result):
-    import json
     text = json.dumps(result, sort_keys=True, default=str)
     return text if len(text) <= 300 else text[:297] + "..."
 
