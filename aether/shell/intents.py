@@ -52,6 +52,7 @@ ABOVE = ("above", "over", "exceeds", "exceed", "exceeding", "more", "higher", "g
 BELOW = ("below", "under", "less", "lower", "drops", "falls", "<")
 EVERY = ("every", "each", "hourly", "minutely", "periodically", "regularly", "daily")
 POWEROFF = ("poweroff", "shutdown", "halt")
+WRITE = ("write", "append", "put", "overwrite", "save", "create", "replace")
 DELETE = ("delete", "remove", "rm", "erase", "unlink", "del", "destroy", "wipe", "rid")
 MACHINE = ("machine", "system", "computer", "box", "vm", "os", "aetheros", "host", "server")
 QUESTION = ("when", "since", "last", "ago", "how", "was", "were", "did", "changed", "happened")
@@ -379,19 +380,15 @@ def limit(u, env):
     if u.has("processes", "pids", "tasks") and u.integers:
         limits["pids"] = u.integers[-1]
     shown = ", ".join(f"{k} {v}" for k, v in limits.items())
-    risk = None
-    if "memory" in limits or "pids" in limits:
-        risk = "a lower memory or process limit can kill the agent's processes"
     return Match(3.0, [Step("agent.set_limits", {"name": u.agent, **limits}, f"set {u.agent}'s limits: {shown}",
-                            risk, undo=_undo_limits(u.agent))])
+                            undo=_undo_limits(u.agent))])
 
 
 def _undo_limits(name):
     def undo(result):
         before = (result or {}).get("previous") or {}
         keep = {k: v for k, v in before.items() if k in ("memory", "cpu_percent", "pids") and v is not None}
-        return [Step("agent.set_limits", {"name": name, **keep}, f"put {name}'s limits back",
-                     "a lower memory or process limit can kill the agent's processes")] if keep else []
+        return [Step("agent.set_limits", {"name": name, **keep}, f"put {name}'s limits back")] if keep else []
     return undo
 
 
@@ -674,7 +671,7 @@ def compact(u, env):
 @intent("files.list", "files", "list a directory",
         ["list /var/lib/aether", "what is in /etc?", "show the files in /tmp"])
 def files_list(u, env):
-    if not u.paths or u.has(*DELETE, "write", "append", "put", "overwrite", "save", "create", "replace"):
+    if not u.paths or u.has(*DELETE, *WRITE):
         return None
     path = u.paths[0]
     if "." in path.rsplit("/", 1)[-1] and not u.has("directory", "folder", "dir", "ls", "list"):
@@ -689,7 +686,7 @@ def files_list(u, env):
 @intent("files.read", "files", "show a file's contents",
         ["show /etc/hostname", "cat /proc/version", "read the file /var/lib/aether/config"])
 def files_read(u, env):
-    if not u.paths or u.has(*DELETE, "write", "append", "put", "overwrite", "save", "create", "replace"):
+    if not u.paths or u.has(*DELETE, *WRITE):
         return None
     path = u.paths[0]
     score = 1.8 + (0.6 if u.has("read", "cat", "show", "print", "open", "view", "contents", "display",
@@ -702,7 +699,7 @@ def files_read(u, env):
 @intent("files.write", "files", "write text to a file (overwriting needs yes)",
         ["write 'hello' to /tmp/greeting", "append \"done\" to /tmp/log", "overwrite /tmp/x with 'new text'"])
 def files_write(u, env):
-    if not u.paths or not u.has("write", "append", "put", "overwrite", "save", "create", "add", "replace"):
+    if not u.paths or not u.has(*WRITE, "add"):
         return None
     if u.has(*DELETE):
         return None

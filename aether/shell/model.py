@@ -25,16 +25,11 @@ WINDOW_TOKENS = 1200           # of which memories
 JOURNAL_ENTRIES = 15
 MAX_STEPS = 12
 
-# ABI methods the model may propose, and why a step of each needs a yes
+# ABI methods the model may propose (their risk: aether/shell/risk.py)
 METHODS = ("sys.info", "sys.processes", "sys.power", "agent.list", "agent.inspect", "agent.logs",
            "agent.start", "agent.stop", "agent.restart", "agent.spawn", "agent.remove", "agent.set_limits",
            "ctx.remember", "ctx.search", "ctx.recall", "ctx.forget", "ctx.journal", "ctx.compacted",
            "ctx.restore", "ctx.usage", "ctx.pressure", "ctx.goals")
-RISKY = {"sys.power": "powers the machine off or reboots it",
-         "agent.stop": "stops an agent and every agent under it",
-         "agent.restart": "stops an agent and every agent under it",
-         "agent.remove": "removes an agent's declaration",
-         "ctx.forget": "forgets a memory (recoverable until purged)"}
 
 SYSTEM = """You plan actions on AetherOS, a small Linux machine run by agents.
 Turn the person's request into calls of the tools given. Call only the tools needed,
@@ -137,10 +132,7 @@ def step(call, tools):
         risk = f"is a risky tool call ({name})" if builtin.is_risky(name, args) else None
         risk = {"fetch.url": "sends a request off the machine"}.get(name, risk)
         return Step("tool.call", {"name": name, "args": args}, f"{name} (proposed by the model)", risk, show=name)
-    risk = RISKY.get(name)
-    if name == "agent.set_limits" and ("memory" in args or "pids" in args):
-        risk = "a lower memory or process limit can kill the agent's processes"
-    return Step(name, args, f"{name} (proposed by the model)", risk)
+    return Step(name, args, f"{name} (proposed by the model)")
 
 
 def _calls_in_text(content, tools):

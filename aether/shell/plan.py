@@ -16,6 +16,7 @@ understand the line).  Plans with no steps answer by themselves (help).
 
 import json
 
+from . import risk as risks
 from .text import When
 
 
@@ -25,7 +26,7 @@ class Step:
     def __init__(self, method, params=None, says="", risk=None, show=None, undo=None, then=None):
         self.method, self.params = method, dict(params or {})
         self.says = says              # what the step does, in words
-        self.risk = risk              # None, or why it needs an explicit yes
+        self.risk = risk or (risks.of(method, self.params) if method != "tool.call" else None)   # why it needs a yes
         self.show = show              # which renderer presents the result (default: by method)
         self.undo = undo              # fn(result) -> [Step] that reverse it, or None
         self.then = then              # fn(result) -> [Step] to run next (e.g. forget each match)

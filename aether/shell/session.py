@@ -264,9 +264,14 @@ class Session:
         self.out(planner.help_text(topic.strip(" ?")))
         return plan
 
-    def _explain(self, plan):
+    def _last_run(self, what):
+        """The last plan run with its results, or None after saying there is nothing to ``what``."""
         if self.last is None:
-            self.out("Nothing has run in this session yet, so there is nothing to explain.")
+            self.out(f"Nothing has run in this session yet, so there is nothing to {what}.")
+        return self.last
+
+    def _explain(self, plan):
+        if self._last_run("explain") is None:
             return plan
         last, results, status, outcome = self.last
         lines = [f"You asked: {last.line!r}",
@@ -291,8 +296,7 @@ class Session:
         return plan
 
     def _undo(self, plan):
-        if self.last is None:
-            self.out("Nothing has run in this session yet, so there is nothing to undo.")
+        if self._last_run("undo") is None:
             return plan
         last, results, _status, _outcome = self.last
         steps = []

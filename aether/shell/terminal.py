@@ -70,36 +70,35 @@ def run(session, read, history_into=None, pending=None):
             _print(f"error: {type(e).__name__}: {e} (the shell goes on; this is a bug, please report it)")
 
 
-def _editor_confirm(editor):
+def _edited():
+    """(read, confirm, load history) through the line editor on fd 0."""
+    editor = LineEditor(0, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+
     def confirm(question):
         try:
             answer = editor.read(question, remember=False)
         except KeyboardInterrupt:
             return False
         return (answer or "").strip().lower() in YES
-    return confirm
+
+    def load(lines):
+        editor.history = lines[-editor.keep:]      # the store has this session's lines too
+    return editor.read, confirm, load
 
 
 def console(first=None):
     """The shell on the console this process has attached (fd 0/1); ``first``: a line read already."""
     from .. import localstatus
-    editor = LineEditor(0, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    read, confirm, load = _edited()
     session = Session(connector(os.environ.get("AETHER_SOCKET", DEFAULT_SOCKET), _print), _print,
-                      _editor_confirm(editor), model=_model(), local_status=localstatus.text)
-
-    def load(lines):
-        editor.history = lines[-editor.keep:]      # the store has this session's lines too
-    return run(session, editor.read, load, first)
+                      confirm, model=_model(), local_status=localstatus.text)
+    return run(session, read, load, first)
 
 
 def interactive(connect):
     """aetherctl shell: line editing when stdin is a terminal, plain lines otherwise."""
     if os.isatty(0):
-        editor = LineEditor(0, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-        confirm, read = _editor_confirm(editor), editor.read
-
-        def load(lines):
-            editor.history = lines[-editor.keep:]
+        read, confirm, load = _edited()
     else:
         def read(prompt):
             sys.stdout.write(prompt)

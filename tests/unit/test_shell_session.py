@@ -181,3 +181,14 @@ def test_an_empty_line_does_nothing(line):
     s, said = session(abi)
     s.handle(line)
     assert abi.calls == [] and said == []
+
+
+def test_a_risky_call_asks_whoever_planned_it():
+    from aether.shell.plan import Plan, Step
+    abi = FakeAbi(**{"agent.remove": lambda p: {"removed": p["name"]}})
+    s, said = session(abi, answers=[False])
+    s.execute(Plan("model", "clean up", [Step("agent.remove", {"name": "watch"}, "proposed by the model")],
+                   source="model"))
+    assert not abi.ran("agent.remove") and "Run it? [y/N] " in said
+    assert Step("agent.set_limits", {"name": "w", "cpu_percent": 50}).risk is None      # a CPU cap kills nothing
+    assert Step("agent.set_limits", {"name": "w", "memory": 1 << 20}).risk
