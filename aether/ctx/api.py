@@ -20,6 +20,7 @@ import time
 from . import access as acl
 from . import export as exporter
 from . import history
+from . import spend as spend_rows
 from . import journal as jr
 from . import validate as check
 from .access import READ, WRITE, Access
@@ -499,6 +500,19 @@ class ContextStore:
         return self.compactor.supersede(check.ident(compaction_id, "compaction_id"),
                                         check.ident(summary_id, "summary_id"), text, summariser, caller,
                                         model_tokens)
+
+    # ---------------------------------------------------------- model spend
+
+    def spend_accounts(self):
+        """Every model-token account (ctx/spend.py); aetherd's ledger only, never the ABI."""
+        return spend_rows.load(self.db)
+
+    def spend_save(self, rows):
+        """Write accounts durably (one transaction): acknowledged when this returns."""
+        spend_rows.save(self.db, rows, self.clock)
+
+    def spend_delete(self, principal):
+        spend_rows.delete(self.db, principal)
 
     def purge(self, caller, older_than=None, scope=None):
         """Remove the text of items compacted or forgotten more than older_than seconds ago

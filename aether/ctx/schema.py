@@ -228,9 +228,27 @@ CREATE TABLE goal_steps(
 ) WITHOUT ROWID;
 """
 
+# Model-token spend (aether/broker/spend.py keeps the ledger; ContextStore.spend_* reads and
+# writes these rows): one account per principal, written durably before a call is sent
+# (the reservation) and when it is settled, so a crash never forgets tokens in flight.
+SPEND = """
+CREATE TABLE spend(
+    principal    TEXT PRIMARY KEY,
+    parent       TEXT,                  -- the account this one was carved out of (a child agent)
+    limit_tokens INTEGER CHECK (limit_tokens IS NULL OR limit_tokens >= 0),   -- NULL: unlimited
+    period_s     REAL CHECK (period_s IS NULL OR period_s > 0),                 -- NULL: lifetime
+    period_start REAL NOT NULL,
+    used         INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0),
+    reserved     INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+    calls        INTEGER NOT NULL DEFAULT 0,
+    updated_at   REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
 # (version, name, steps): append only; never edit a migration that has shipped.
 MIGRATIONS = [
     (1, "base: journal, scopes, grants, memories, full-text indexes, compactions, goals", [BASE]),
+    (2, "spend: model-token accounts, reserved before a call and settled after", [SPEND]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

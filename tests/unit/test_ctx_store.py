@@ -176,7 +176,7 @@ DISK_SCRIPT = textwrap.dedent("""
     out["verify_after_full"] = s.verify("shell")["ok"]
     out["integrity"] = s.db.integrity_check()
     try:
-        s.remember("agent:a", "still full")
+        s.remember("agent:a", "still full " + "x" * 2000)     # as large as the write that failed
         out["second_write"] = "accepted"
     except StoreFullError:
         out["second_write"] = "StoreFullError"
