@@ -1,0 +1,3 @@
+"""Fixtures for every test directory: the real model server (``model_server``, tests/realmodel.py)."""
+
+pytest_plugins = ["tests.realmodel"]
