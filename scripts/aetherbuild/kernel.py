@@ -6,6 +6,7 @@ them changes.  Every symbol a fragment sets is checked after olddefconfig: a
 symbol Kconfig silently dropped (a missing dependency) fails the build.
 """
 
+import fcntl
 import hashlib
 import os
 import re
@@ -127,15 +128,34 @@ def _compile(srctree, build_dir, log, env, key):
 
 
 def build():
-    """Return the path of a cached bzImage for the current fragments, building it if needed."""
+    """Return the path of a cached bzImage for the current fragments, building it if needed.
+
+    Two builds at once (two checkouts, or a test beside ``make``) share one object tree,
+    so the build holds a lock on the cache: the second waits, then finds the first's
+    kernel in the cache when the keys agree.
+    """
     hosttools.require("dpkg-query", "make", "gcc", "bc", "bison", "flex", "tar", "xz")
     tarball, version = source()
     root = paths.cache_dir() / "kernel"
+    root.mkdir(parents=True, exist_ok=True)
     key = cache_key(version)
     done = root / key
-    if (done / "bzImage").exists():
-        info(f"kernel {version} [{key}] from cache")
-        return done
+    with open(root / "build.lock", "w") as lock:
+        if (done / "bzImage").exists():
+            info(f"kernel {version} [{key}] from cache")
+            return done
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            info("another kernel build holds the cache; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if (done / "bzImage").exists():
+            info(f"kernel {version} [{key}] from cache")
+            return done
+        return _build(tarball, version, root, key, done)
+
+
+def _build(tarball, version, root, key, done):
     srctree = _extract(tarball, version, root)
     # One object tree per source version: a fragment change rebuilds incrementally.
     build_dir = root / f"build-{version}"
