@@ -7,6 +7,7 @@ MEM     ?= 512
 CPUS    ?= 1
 ACCEL   ?= auto
 FIRMWARE ?= bios
+MODEL   ?=
 PYTEST_ARGS ?=
 BUILDROOT ?=
 BR_OUT  ?= out/buildroot
@@ -20,6 +21,7 @@ all: image
 
 help:
 	@echo "make run        build what is missing, boot the image in QEMU (Ctrl-A X leaves)"
+	@echo "make run MODEL=local  the same, with a local model server (SmolLM2) as aether.llm.*"
 	@echo "make test       install what is needed, build, run every test (unit, host, VM)"
 	@echo "make test-fast  unit and host tests only (no image, no VM)"
 	@echo "make bench      boot-time, size and memory figures (out/bench/)"
@@ -28,7 +30,7 @@ help:
 	@echo "make run-disk   boot a copy of disk.img in QEMU (FIRMWARE=uefi for OVMF)"
 	@echo "make check-kernel-repro  build the kernel again from scratch and compare"
 	@echo "make buildroot-image BUILDROOT=/path/to/buildroot  the same disk from source"
-	@echo "make deps       Debian packages and the .venv the build and tests use"
+	@echo "make deps       Debian packages, the .venv the build and tests use, the model server"
 	@echo "variables: MEM=$(MEM) (MiB) CPUS=$(CPUS) ACCEL=$(ACCEL) (auto|kvm|tcg) FIRMWARE=$(FIRMWARE) (bios|uefi)"
 
 # Always checked (cheap when nothing is missing), so a fresh machine gets everything.
@@ -49,7 +51,7 @@ $(IMAGES)/disk.img: $(IMAGES)/.built
 	$(PY) scripts/build-image disk
 
 run: image
-	$(PY) scripts/run-qemu --memory $(MEM) --cpus $(CPUS) --accel $(ACCEL)
+	$(PY) scripts/run-qemu --memory $(MEM) --cpus $(CPUS) --accel $(ACCEL) $(if $(MODEL),--model $(MODEL))
 
 # Boots a fresh copy (out/run/disk-copy.img): the built image stays as it was built.
 run-disk: disk
@@ -57,7 +59,7 @@ run-disk: disk
 		--memory $(MEM) --cpus $(CPUS) --accel $(ACCEL)
 
 test: image disk
-	AETHER_REQUIRE_IMAGE=1 $(PY) -m pytest $(PYTEST_ARGS) tests
+	AETHER_REQUIRE_IMAGE=1 AETHER_REQUIRE_MODEL=1 $(PY) -m pytest $(PYTEST_ARGS) tests
 
 test-fast: deps
 	$(PY) -m pytest $(PYTEST_ARGS) -m "not vm" tests
@@ -86,7 +88,7 @@ clean:
 	rm -rf out
 
 distclean: clean
-	rm -rf .venv
+	rm -rf .venv .venv-model
 
 # Context store benchmark (durable appends, window latency at 10k/100k/1M items): out/bench/ctx.json
 .PHONY: bench-ctx

@@ -33,6 +33,7 @@ counts a little, which errs on the side of the budget.
 
 import _thread
 import json
+import re
 
 from . import httpclient
 
@@ -96,6 +97,24 @@ class EndpointError(LLMError):
 
     def to_dict(self):
         return {**super().to_dict(), "status": self.status}
+
+
+class ContextOverflow(EndpointError):
+    """The endpoint refused the call: prompt and completion do not fit its context window.
+
+    ``window``, ``requested`` and ``prompt_tokens`` are the server's numbers when it gave them.
+    """
+
+    code = "context_overflow"
+
+    def __init__(self, message, status=None, server_message=None, window=None, requested=None,
+                 prompt_tokens=None):
+        super().__init__(message, status, server_message)
+        self.window, self.requested, self.prompt_tokens = window, requested, prompt_tokens
+
+    def to_dict(self):
+        return {**super().to_dict(), "window": self.window, "requested": self.requested,
+                "prompt_tokens": self.prompt_tokens}
 
 
 class MalformedResponse(LLMError):
@@ -201,13 +220,18 @@ def tool_specs(tools):
     """(OpenAI tool specs, {wire name: our name}) from tool.list entries or ready specs.
 
     OpenAI function names allow only letters, digits, _ and -: ``files.read`` goes on
-    the wire as ``files_read`` and tool calls map back to ``files.read``.
+    the wire as ``files_read`` and tool calls map back to ``files.read``.  Parameter
+    schemas go out as ``wire_schema`` makes them.
     """
     specs, names = [], {}
     for entry in tools or ():
         if not isinstance(entry, dict):
             raise InvalidRequest("each tool must be an object (a tool.list entry or an OpenAI spec)")
         if entry.get("type") == "function" and isinstance(entry.get("function"), dict):
+            function = entry["function"]
+            if "parameters" in function:
+                entry = {**entry, "function": {**function,
+                                               "parameters": wire_schema(function["parameters"])}}
             specs.append(entry)
             continue
         if not isinstance(entry.get("name"), str) or not isinstance(entry.get("schema"), dict):
@@ -218,8 +242,32 @@ def tool_specs(tools):
         names[wire] = entry["name"]
         specs.append({"type": "function", "function": {
             "name": wire, "description": entry.get("description", ""),
-            "parameters": entry["schema"]}})
+            "parameters": wire_schema(entry["schema"])}})
     return specs, names
+
+
+# Servers compile tool schemas into a grammar for the arguments; llama.cpp expands a bound
+# such as maxLength 4000 into thousands of rules and crashes (SIGSEGV) on it: every later
+# call is then refused.  Bounds above this are left out of what is sent: the arguments
+# that come back are checked against the tool's full schema before the tool runs.
+WIRE_BOUND_MAX = 256
+BOUND_KEYS = frozenset(("maxLength", "minLength", "maxItems", "minItems", "maxProperties",
+                        "minProperties"))
+WIRE_SCHEMA_DEPTH = 32
+
+
+def wire_schema(schema, depth=0):
+    """``schema`` as sent to the server: without BOUND_KEYS over WIRE_BOUND_MAX (or that are
+    not integers); nesting deeper than WIRE_SCHEMA_DEPTH is refused."""
+    if depth > WIRE_SCHEMA_DEPTH:
+        raise InvalidRequest(f"a tool schema nests deeper than {WIRE_SCHEMA_DEPTH} levels")
+    if isinstance(schema, list):
+        return [wire_schema(item, depth + 1) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {key: wire_schema(value, depth + 1) for key, value in schema.items()
+            if not (key in BOUND_KEYS and (not isinstance(value, int) or isinstance(value, bool)
+                                           or value > WIRE_BOUND_MAX))}
 
 
 def check_messages(messages):
@@ -445,8 +493,9 @@ class _Exchange:
             self.assembly.chunk(chunk)
         if self.assembly.finish_reason is not None:
             return self.assembly.result(self.prompt, streamed=True)
-        raise MalformedResponse(f"the stream from {self.client.endpoint} ended before "
-                                "[DONE] and before a finish_reason")
+        raise MalformedResponse(f"the stream from {self.client.endpoint} ended after {total} "
+                                "bytes, before [DONE] and before a finish_reason: the server "
+                                "closed it mid-answer (did it stop or crash?)")
 
     def _http_error(self, response):
         data, _ = response.read(65536)
@@ -459,6 +508,17 @@ class _Exchange:
 
     def _error_in(self, answer, when, status=None):
         message = self.client.redact(server_message(answer))
+        overflow = context_overflow(answer, message)
+        if overflow is not None:
+            window, requested, prompt = overflow
+            numbers = (f"the call needs {requested} tokens ({prompt} of prompt + max_tokens), "
+                       f"the endpoint's window is {window}" if window and requested else
+                       "the call does not fit the endpoint's context window")
+            return ContextOverflow(
+                f"model endpoint {self.client.endpoint} refused the call ({when}): {numbers}: "
+                "drop or shorten the oldest messages, or lower max_tokens (aether.llm.n_ctx "
+                f"is the window aetherd assumes). The server said: {message}", status=status,
+                server_message=message, window=window, requested=requested, prompt_tokens=prompt)
         hint = {401: " (check aether.llm.api_key)", 403: " (check aether.llm.api_key)",
                 404: " (check aether.llm.endpoint, usually ending in /v1, and aether.llm.model)",
                 429: " (rate limited: try again later)"}.get(status, "")
@@ -490,6 +550,29 @@ def server_message(answer):
                 return answer[key][:1000]
         return _clip(json.dumps(answer), 500)
     return _clip(answer if isinstance(answer, str) else json.dumps(answer), 500)
+
+
+_OVERFLOW_CODES = ("context_length_exceeded", "context_overflow")
+_OVERFLOW_WORDS = ("context length", "context window", "context size", "exceed_context")
+
+
+def context_overflow(answer, message):
+    """(window, requested, prompt tokens) when the server's error says the call does not fit
+    its context (OpenAI's and llama.cpp's servers' wording; numbers None when not given),
+    else None."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    lowered = message.lower()
+    if code not in _OVERFLOW_CODES and not any(w in lowered for w in _OVERFLOW_WORDS):
+        return None
+    numbers = [int(n) for n in re.findall(r"\d+", message)[:6]]
+    window = requested = prompt = None
+    if "maximum context length is" in lowered and len(numbers) >= 3:
+        window, requested, prompt = numbers[0], numbers[1], numbers[2]
+    elif "requested tokens" in lowered and len(numbers) >= 2:      # llama.cpp's own words
+        prompt, window = numbers[0], numbers[1]
+        requested = prompt
+    return window, requested, prompt
 
 
 def sse_events(lines):
