@@ -44,6 +44,11 @@ def loopback(_init):
     netif.up("lo")
 
 
+def user_network(init):
+    """A virtio NIC gets QEMU's user-network address (aether/netif.py); none: nothing."""
+    init.log.info(f"network: {netif.user_net()}")
+
+
 def ctrl_alt_del(_init):
     syscalls.reboot(syscalls.RB_DISABLE_CAD)
 
@@ -89,6 +94,7 @@ STEPS = (
     ("configuration", load_config, DEGRADED, None),
     ("hostname", hostname, DEGRADED, "set aether.hostname=<name>"),
     ("loopback", loopback, DEGRADED, "the kernel needs CONFIG_INET=y"),
+    ("network", user_network, DEGRADED, None),
     ("ctrl-alt-del", ctrl_alt_del, DEGRADED, None),
     ("entropy", entropy, DEGRADED, None),
     ("run directory", run_dir, DEGRADED, None),
