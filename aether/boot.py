@@ -90,6 +90,7 @@ def power_button(init):
 STEPS = (
     *(_mount_step(m) for m in mounts.API_MOUNTS),
     ("device links", dev_links, DEGRADED, None),
+    ("link protection", lambda _init: mounts.protect_links(), DEGRADED, None),
     ("data location", data_location, DEGRADED, None),
     ("configuration", load_config, DEGRADED, None),
     ("hostname", hostname, DEGRADED, "set aether.hostname=<name>"),

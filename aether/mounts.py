@@ -5,9 +5,15 @@ import os
 from . import syscalls
 from .syscalls import MNT_DETACH, MS_NODEV, MS_NOEXEC, MS_NOSUID
 
+# /proc shows a process only to its own uid and to root (hidepid=invisible: the others'
+# /proc/<pid> do not even exist for it); aetherd, PID 1 and the console are root and keep
+# the full view.  Machine-wide files (/proc/cmdline among them) stay readable: agents are
+# kept from those by Landlock (aether/agent/confine.py), and local users are not.
+PROC_OPTIONS = "hidepid=invisible"
+
 # (source, target, fstype, flags, data, fatal, hint when it fails)
 API_MOUNTS = (
-    ("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None, True,
+    ("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, PROC_OPTIONS, True,
      "the kernel needs CONFIG_PROC_FS=y"),
     ("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, None, True,
      "the kernel needs CONFIG_SYSFS=y"),
@@ -27,6 +33,19 @@ API_MOUNTS = (
 
 DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
              ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
+
+
+# Links planted in a shared or another principal's directory are not followed or made:
+# a symlink in a sticky world-writable directory is followed only by its owner, and a
+# hard link needs read-write access to its target (the kernel's defaults are off).
+LINK_SYSCTLS = (("/proc/sys/fs/protected_symlinks", "1"), ("/proc/sys/fs/protected_hardlinks", "1"),
+                ("/proc/sys/fs/protected_fifos", "1"), ("/proc/sys/fs/protected_regular", "1"))
+
+
+def protect_links():
+    for path, value in LINK_SYSCTLS:
+        with open(path, "w") as f:
+            f.write(value)
 
 
 def mount(source, target, fstype, flags, data):

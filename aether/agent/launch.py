@@ -1,5 +1,6 @@
 """Starting an agent: fork from aetherd (pre-imported), then, in the child, join the
-agent's cgroup, take its uid, and exec the program or call the function.
+agent's cgroup, enter its own network namespace, take its uid, put its Landlock
+ruleset in force (aether/agent/confine.py), and exec the program or call the function.
 
 The child reports on a handshake pipe: nothing (the pipe closes on a
 successful exec, or after ``\\0`` for a forked function) means it runs; any
@@ -18,15 +19,35 @@ STARTED_MARK = b"\0"
 
 
 class LaunchSpec:
-    __slots__ = ("program", "args", "env", "procs_file", "uid", "gid", "home", "out_fd", "name")
+    """What one start of an agent needs.  net: the manifest grants ``net`` (no network
+    namespace of its own); strict: refuse to start it unconfined (the image)."""
 
-    def __init__(self, program, args, env, procs_file, uid, gid, home, out_fd, name):
+    __slots__ = ("program", "args", "env", "procs_file", "uid", "gid", "home", "out_fd", "name",
+                 "net", "strict")
+
+    def __init__(self, program, args, env, procs_file, uid, gid, home, out_fd, name,
+                 net=False, strict=True):
         self.program, self.args, self.env = program, list(args), dict(env)
         self.procs_file, self.uid, self.gid, self.home = procs_file, uid, gid, home
-        self.out_fd, self.name = out_fd, name
+        self.out_fd, self.name, self.net, self.strict = out_fd, name, net, strict
+
+
+class LaunchError(Exception):
+    """The agent cannot be started at all (before its child exists); the message says why."""
 
 
 BUILTIN = "aether.agents."
+TMP = ".tmp"                # an agent's TMPDIR, in its home: it has no /tmp
+_policies = {}
+
+
+def policy(strict):
+    """The confinement policy (aether/agent/confine.py, loaded here on first use: it needs
+    ctypes, which PID 1 never imports), probed once per aetherd."""
+    if strict not in _policies:
+        from . import confine
+        _policies[strict] = confine.Policy(strict)
+    return _policies[strict]
 
 
 def launch(spec):
@@ -36,9 +57,17 @@ def launch(spec):
     aetherd, once: every later fork has them loaded.  Any other agent's module
     is imported only in the child, after it has become the agent's uid.
     """
+    confinement = policy(spec.strict)
+    try:
+        confinement.check(spec.name)
+    except OSError as e:
+        raise LaunchError(str(e)) from None
     module = spec.program.partition(":")[0]
     if module.startswith(BUILTIN) and not spec.program.startswith("/"):
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - any failure of the import is this agent's alone
+            raise LaunchError(f"cannot import {module}: {type(e).__name__}: {e}") from None
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid:
@@ -46,7 +75,7 @@ def launch(spec):
         return pid, r
     os.close(r)
     try:
-        _child(spec, w)
+        _child(spec, w, confinement)
     except BaseException as e:  # noqa: BLE001 - report the reason to the supervisor
         _report(w, f"{type(e).__name__}: {e}")
         os._exit(127)
@@ -60,7 +89,8 @@ def _report(fd, text):
         pass
 
 
-def _child(spec, w):
+def _child(spec, w, confinement):
+    from . import confine           # loaded by policy() in aetherd: no import happens here
     _spawn._child_setup(setsid=True, stdout=spec.out_fd, stderr=spec.out_fd, name=spec.name,
                         keep=(w,))
     try:
@@ -71,10 +101,19 @@ def _child(spec, w):
     os.chdir(spec.home)
     if os.getpriority(os.PRIO_PROCESS, 0) != 0 and os.geteuid() == 0:
         os.setpriority(os.PRIO_PROCESS, 0, 0)      # CPU share comes from the cgroup, not nice
+    rules = confine.prepare(confinement, spec.home, spec.program, spec.net)
     if spec.uid != os.getuid():
         os.setgroups([])
         os.setgid(spec.gid)
         os.setuid(spec.uid)
+    tmp = os.path.join(spec.home, TMP)
+    try:
+        os.mkdir(tmp, 0o700)
+    except FileExistsError:
+        pass
+    spec.env.setdefault("TMPDIR", tmp)
+    if rules is not None:
+        rules.restrict()             # from here on, this process tree is confined
     os.environ.clear()
     os.environ.update(spec.env)
     if spec.program.startswith("/"):

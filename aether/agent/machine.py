@@ -71,6 +71,8 @@ class Agent:
             self.pid = self.sup.launch(self)
         except OSError as e:
             return self._fail(f"cannot start {self.manifest.program}: {e.strerror or e}")
+        except Exception as e:  # noqa: BLE001 - a launch failure of any kind fails this agent alone
+            return self._fail(f"cannot start {self.manifest.program}: {e}")
         self.started_at = self.sup.now()
         self.last_heartbeat = self.started_at
         self.starts += 1

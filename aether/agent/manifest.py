@@ -8,7 +8,7 @@
     restart = "always"                        # always | on-failure | never (125: done)
     priority = 50                             # 0..100; maps to cpu.weight
     user = "agent"                            # "agent": its own uid; "root" needs grant
-    grant = []                                # extra privileges: "root"
+    grant = []                                # extra privileges: "root", "net"
     heartbeat = "30s"                         # optional: silent longer -> restarted
     [backoff]   initial = "0.5s"  max = "30s"
     [intensity] restarts = 5      period = "60s"
@@ -27,7 +27,7 @@ from ..states import POLICIES
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-GRANTS = ("root",)
+GRANTS = ("root", "net")          # net: the host's network (else a namespace with loopback only)
 
 
 class ManifestError(ValueError):

@@ -173,6 +173,9 @@ class Supervisor:
                         "(process groups stand in for cgroups)")
         else:
             self._clear_leftovers(cgroups)
+        for problem in _launch.policy(self.own_uids).problems():
+            log.warning(f"agents: {problem}" + (": agents are refused until it is fixed"
+                                                 if self.own_uids else ""))
 
     def _clear_leftovers(self, cgroups):
         """Agents a previous aetherd left running (it crashed; PID 1 restarted us) are stopped:
@@ -237,9 +240,13 @@ class Supervisor:
         r, w = os.pipe2(os.O_CLOEXEC)
         env = {"PATH": "/usr/bin", "HOME": home, "LANG": "C.UTF-8", "AETHER_AGENT": agent.name,
                "AETHER_SOCKET": self.socket_path, **m.env}
-        spec = _launch.LaunchSpec(m.program, m.args, env, procs_file, uid, gid, home, w, agent.name)
+        spec = _launch.LaunchSpec(m.program, m.args, env, procs_file, uid, gid, home, w, agent.name,
+                                  net="net" in m.grant, strict=self.own_uids)
         try:
             pid, handshake = _launch.launch(spec)
+        except BaseException:
+            os.close(r)
+            raise
         finally:
             os.close(w)
         agent.pgid = pid
