@@ -270,6 +270,14 @@ def wire_schema(schema, depth=0):
                                            or value > WIRE_BOUND_MAX))}
 
 
+def wire_messages(messages):
+    """``messages`` as sent: an assistant message that only calls tools goes without its
+    ``content`` (OpenAI allows null or no content; llama-cpp-python's server refuses null)."""
+    return [{k: v for k, v in m.items() if k != "content"}
+            if m.get("role") == "assistant" and m.get("content") is None and m.get("tool_calls")
+            else m for m in messages]
+
+
 def check_messages(messages):
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages must be a non-empty list of {role, content} objects")
@@ -364,7 +372,7 @@ class Client:
         return completion
 
     def _body(self, messages, specs, names, stream, limit, temperature, tool_choice):
-        request = {"messages": messages, "max_tokens": limit, "stream": bool(stream)}
+        request = {"messages": wire_messages(messages), "max_tokens": limit, "stream": bool(stream)}
         if self.model:
             request["model"] = self.model
         if specs:
