@@ -65,6 +65,8 @@ class Daemon:
         from .abi.resummarise import Resummariser
         self.resummariser = Resummariser(self)
         self.batcher = Batcher(self, on_commit=self.resummariser.follow)
+        from .abi.calls import llm as llm_calls
+        self.broker = llm_calls.make_broker(self)    # every model call waits in its one queue
         self.stopping = False
 
     def open_store(self):
@@ -83,6 +85,8 @@ class Daemon:
                       + ("" if info["durable"] else " (in memory: NOTHING SURVIVES A REBOOT)"))
         self.journal("boot", {"kernel": os.uname().release, "uptime_s": sysinfo.uptime(),
                               "journal_head": head})
+        from .abi.calls import llm as llm_calls
+        llm_calls.attach_store(self)                 # model-token spend persists from here on
         self.resummariser.start()
 
     JOURNALED = ("agent.state", "agent.declared", "alert")

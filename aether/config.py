@@ -110,6 +110,18 @@ KEYS = {
     "llm.timeout": ("120", _seconds(0, 3600), "seconds to wait for the endpoint"),
     "llm.max_tokens": ("1024", _count(1, 1_000_000), "default completion length"),
     "llm.stream": ("off", _choice("on", "off"), "ask the endpoint for a streamed (SSE) answer"),
+    "llm.concurrency": ("1", _count(1, 64), "model calls the broker sends to the endpoint at once"),
+    "llm.queue_limit": ("64", _count(1, 10000), "model calls that may wait in the broker's queue; "
+                                                "past it a call is refused with busy"),
+    "llm.order": ("priority", _choice("priority", "fifo"), "the broker's order: priority classes, "
+                  "fair share and aging (priority), or plain arrival (fifo)"),
+    "llm.aging_s": ("10", _seconds(0, 3600), "seconds of waiting that raise a queued model call "
+                                             "one priority level"),
+    "llm.n_ctx": ("0", _count(0, 10_000_000), "the endpoint's context window in tokens; 0: ask the "
+                                              "server, or learn it from its errors"),
+    "llm.uid_spend_tokens": ("20000", _count(0, 10 ** 9), "model tokens a local user that is neither "
+                             "root nor an agent may use per llm.uid_period_s; 0: none may"),
+    "llm.uid_period_s": ("86400", _seconds(0, 10 ** 8), "the period of llm.uid_spend_tokens, in seconds"),
 }
 
 

@@ -80,6 +80,11 @@ class BudgetExhausted(AbiError):
     code = "budget_exhausted"
 
 
+class Busy(AbiError):
+    """The model broker's queue is full (overall or for this caller); try again later."""
+    code = "busy"
+
+
 class Internal(AbiError):
     """A bug on the server side; the connection stays usable."""
     code = "internal"
@@ -87,7 +92,7 @@ class Internal(AbiError):
 
 ERRORS = {cls.code: cls for cls in (ParseError, InvalidRequest, TooLarge, MethodNotFound,
                                     InvalidParams, PermissionDenied, NotFound, Conflict,
-                                    Unavailable, BudgetExhausted, Internal)}
+                                    Unavailable, BudgetExhausted, Busy, Internal)}
 
 
 def encode(message):

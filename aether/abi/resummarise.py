@@ -3,8 +3,9 @@
 Compaction stays extractive and inline (aether/ctx/compaction.py): nothing waits
 on a model and nothing is lost when one fails.  When a model endpoint is
 configured (``llm.endpoint``), aetherd follows the compactions each batch
-commits and asks the model, one compaction at a time and in a forked worker
-(worker.py: the worker never touches the store), for a summary of the
+commits and asks the model, one compaction at a time, through the model broker
+as background work (aether/broker/: after every interactive and agent call; a
+forked worker that never touches the store), for a summary of the
 compaction's originals within its token budget.  aetherd then has the store
 supersede the extractive summary (``ContextStore.resummarise``: one
 transaction, journalled ``ctx.resummarise``).
@@ -23,14 +24,12 @@ started; the journal keeps each job's tokens).
 import time
 from collections import deque
 
-from .. import llm
 from ..ctx.errors import Conflict, ContextError, NotFound
-from . import worker
-from .calls.llm import call_timeout, client
+from .calls.llm import client, submit_internal
+from .protocol import AbiError
 
 QUEUE_LIMIT = 64
 MIN_BUDGET = 24          # tokens: in fewer, a model cannot do better than the extractive summary
-UNMETERED = 1 << 62      # a TokenBudget this large refuses nothing: it measures what a call cost
 SYSTEM_PROMPT = (
     "You condense records from an operating system's memory store into one summary that replaces "
     "them in an agent's context. Keep the facts: names, numbers with their units, dates, paths, "
@@ -103,31 +102,26 @@ class Resummariser:
             self._ask(request)
 
     def _ask(self, request):
+        """Ask through the broker, as background work (after every interactive and agent call)."""
         c, room = client(self.d), request["budget_tokens"]
-        messages = prompt(request)
-
-        def ask():
-            meter = llm.TokenBudget(UNMETERED)
-            try:      # max_tokens: room for a tokenizer that counts more than ours; the store cuts to fit
-                done = c.complete(messages, max_tokens=2 * room, temperature=0, budget=meter)
-            except llm.LLMError as e:
-                return {"error": e.code, "message": str(e), "tokens": meter.used}
-            return {"text": done.content or "", "finish_reason": done.finish_reason,
-                    "model": done.model, "tokens": meter.used}
+        self.running = request["compaction"]
+        self.counts["jobs"] += 1
+        try:      # max_tokens: room for a tokenizer that counts more than ours; the store cuts to fit
+            deferred = submit_internal(self.d, prompt(request), 2 * room, temperature=0)
+        except AbiError as e:
+            self.running = None
+            self._fail(request, e.code, str(e), 0)
+            return self.d.loop.call_later(0, self._next)
 
         def done(value, error):
             self.running = None
             try:
-                self._settle(request, c.model, value, error)
+                self._settle(request, c.model, _answer(value, error), None)
             finally:
                 self._next()
-            return value, error
+        deferred.bind(done)
 
-        self.running = request["compaction"]
-        self.counts["jobs"] += 1
-        worker.run(self.d.loop, self.d.reaper, ask, call_timeout(self.d), on_done=done)
-
-    def _settle(self, request, model, value, error):
+    def _settle(self, request, model, value, error=None):
         """Apply the model's answer to the store, or record why not."""
         if error is not None:                       # the worker died or overran its time
             return self._fail(request, error.code, str(error), 0)
@@ -172,3 +166,14 @@ class Resummariser:
             self.d.journal("ctx.resummarise.dropped", {"compaction": cid, "summary": request["summary_id"],
                                                        "reason": why, "model_tokens": tokens},
                            scope=request["scope"])
+
+
+def _answer(value, error):
+    """The broker's answer as {text, finish_reason, model, tokens} or {error, message, tokens}."""
+    if error is not None:
+        data = getattr(error, "data", None) or {}
+        code = data.get("code") or getattr(error, "code", "error")
+        message = data.get("message") or str(error)
+        return {"error": code, "message": message, "tokens": int(data.get("charged") or 0)}
+    return {"text": value.get("content") or "", "finish_reason": value.get("finish_reason"),
+            "model": value.get("model"), "tokens": int((value.get("usage") or {}).get("total_tokens") or 0)}

@@ -6,6 +6,7 @@ import pytest
 
 from aether.abi import resummarise
 from aether.abi.protocol import Unavailable
+from aether.abi.server import Deferred
 from aether.ctx import Conflict, InvalidArgument, PermissionDenied
 from aether.ctx.compaction import whole_sentences
 from aether.ctx.tokens import DEFAULT
@@ -207,8 +208,22 @@ class Daemon:
 def daemon(tmp_path, monkeypatch):
     clock = Clock()
     d = Daemon(open_store(tmp_path / "d.db", clock))
-    monkeypatch.setattr(resummarise.worker, "run",
-                        lambda loop, reaper, fn, timeout, on_done: d.jobs.append(on_done))
+    def submit(_d, messages, max_tokens, temperature=None):
+        """The broker's seam: the test answers each job as the worker would have."""
+        deferred = Deferred()
+
+        def job(value, error):
+            if error is not None:
+                deferred.fail(error)
+            elif "error" in value:
+                deferred.fail(Unavailable(value["message"], {"code": value["error"], "message": value["message"],
+                                                             "charged": value["tokens"]}))
+            else:
+                deferred.resolve({"content": value["text"], "finish_reason": value["finish_reason"],
+                                  "model": value["model"], "usage": {"total_tokens": value["tokens"]}})
+        d.jobs.append(job)
+        return deferred
+    monkeypatch.setattr(resummarise, "submit_internal", submit)
     d.clock, d.resummariser = clock, resummarise.Resummariser(d)
     d.resummariser.start()
     yield d

@@ -13,7 +13,9 @@ def test_defaults_and_units():
     a = parse('name = "web"\nprogram = "/usr/bin/web"\nheartbeat = "30s"\n'
               '[limits]\nmemory = "128M"\ncpu = "50%"\ndeadline = "1h"\n[context]\nbudget_tokens = 500\n')
     assert (a.limits_memory, a.limits_cpu, a.limits_deadline, a.heartbeat) == (128 << 20, 0.5, 3600.0, 30.0)
-    assert a.restart == "on-failure" and a.user == "agent" and a.context_budget_tokens == 500
+    assert a.restart == "on-failure" and a.user == "agent" and a.context_spend_tokens == 500
+    assert a.context_window_tokens is None and a.context_period is None    # the old one number: the spend
+    assert len(a.notices) == 1 and "budget_tokens = 500 is obsolete" in a.notices[0]
     assert a.backoff_initial == 0.5 and a.intensity_restarts == 5
 
 
@@ -48,3 +50,22 @@ def test_load_dir_keeps_the_good_ones(tmp_path):
     assert list(found) == ["a"]
     assert any("b.toml: program = 3" in w for w in warnings)
     assert any("already defined" in w for w in warnings)
+
+
+def test_window_and_spend_are_two_numbers():
+    one = parse('name = "web"\nprogram = "/usr/bin/web"\n[context]\nwindow_tokens = 2048\n'
+              'spend_tokens = 200000\nperiod = "1d"\n')
+    assert (one.context_window_tokens, one.context_spend_tokens, one.context_period) == (2048, 200000, 86400.0)
+    assert one.notices == []
+    both = parse('name = "web"\nprogram = "/usr/bin/web"\n[context]\nspend_tokens = 10\nbudget_tokens = 99\n')
+    assert both.context_spend_tokens == 10 and "ignored" in both.notices[0]
+    with pytest.raises(m.ManifestError, match="context.window_tokens"):
+        parse('name = "web"\nprogram = "/usr/bin/web"\n[context]\nwindow_tokens = 3\n')
+
+
+def test_an_old_manifest_loads_with_a_notice(tmp_path):
+    (tmp_path / "old.toml").write_text('name = "old"\nprogram = "/bin/true"\n[context]\nbudget_tokens = 700\n')
+    said = []
+    found = m.load_dir(str(tmp_path), said.append)
+    assert found["old"].context_spend_tokens == 700
+    assert any("obsolete" in line and "spend_tokens" in line for line in said)

@@ -74,7 +74,9 @@ def info(d, caller, params, conn):
 def _llm(d):
     """Whether a model is configured (never the key)."""
     endpoint, model = d.config.get("llm.endpoint"), d.config.get("llm.model")
-    return {"configured": bool(endpoint and model), "endpoint": endpoint or None, "model": model or None}
+    from .llm import summary
+    return {"configured": bool(endpoint and model), "endpoint": endpoint or None, "model": model or None,
+            **summary(d)}
 
 
 def processes(d, caller, params, conn):
