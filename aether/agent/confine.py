@@ -19,6 +19,10 @@ the kernel is told, in the agent's child between fork and exec:
   aetherd; ``fetch.url`` and ``llm.*`` are its accounted way out.  On a kernel
   with Landlock ABI v4 or later, TCP bind and connect are refused as well.
 
+The ``unconfined`` grant (the administrator's, like ``root``: a child never gets a grant
+its parent lacks) starts an agent without either, e.g. to measure what confinement
+costs (scripts/bench-agents).
+
 ``Policy(strict)``: in the image (strict) an agent that cannot be confined is
 not started (``ConfinementError``, its reason); on a development host
 (``aetherd --host``) what the kernel cannot do is warned about once, loudly.

@@ -20,16 +20,18 @@ STARTED_MARK = b"\0"
 
 class LaunchSpec:
     """What one start of an agent needs.  net: the manifest grants ``net`` (no network
-    namespace of its own); strict: refuse to start it unconfined (the image)."""
+    namespace of its own); confined: false only with the ``unconfined`` grant (no Landlock,
+    no namespace); strict: refuse to start it unconfined otherwise (the image)."""
 
     __slots__ = ("program", "args", "env", "procs_file", "uid", "gid", "home", "out_fd", "name",
-                 "net", "strict")
+                 "net", "confined", "strict")
 
     def __init__(self, program, args, env, procs_file, uid, gid, home, out_fd, name,
-                 net=False, strict=True):
+                 net=False, confined=True, strict=True):
         self.program, self.args, self.env = program, list(args), dict(env)
         self.procs_file, self.uid, self.gid, self.home = procs_file, uid, gid, home
         self.out_fd, self.name, self.net, self.strict = out_fd, name, net, strict
+        self.confined = confined
 
 
 class LaunchError(Exception):
@@ -59,7 +61,8 @@ def launch(spec):
     """
     confinement = policy(spec.strict)
     try:
-        confinement.check(spec.name)
+        if spec.confined:
+            confinement.check(spec.name)
     except OSError as e:
         raise LaunchError(str(e)) from None
     module = spec.program.partition(":")[0]
@@ -101,7 +104,7 @@ def _child(spec, w, confinement):
     os.chdir(spec.home)
     if os.getpriority(os.PRIO_PROCESS, 0) != 0 and os.geteuid() == 0:
         os.setpriority(os.PRIO_PROCESS, 0, 0)      # CPU share comes from the cgroup, not nice
-    rules = confine.prepare(confinement, spec.home, spec.program, spec.net)
+    rules = confine.prepare(confinement, spec.home, spec.program, spec.net) if spec.confined else None
     if spec.uid != os.getuid():
         os.setgroups([])
         os.setgid(spec.gid)

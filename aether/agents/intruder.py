@@ -67,6 +67,8 @@ def files(home, victim, store, config):
         attempt(f"read {path}", lambda p=path: read(p))
     attempt(f"list {victim_home}", lambda: os.listdir(victim_home))
     attempt("see other processes in /proc", other_processes)
+    for pid in (1, os.getppid()):          # hidepid=invisible (the image): not even there
+        attempt(f"stat /proc/{pid}", lambda p=pid: os.stat(f"/proc/{p}"))
     for path in (os.path.join(victim_home, "planted"), "/tmp/intruder", "/run/intruder",
                  "/dev/shm/intruder", os.path.join(DATA, "intruder"), "/etc/aether/intruder",
                  os.path.join(os.path.dirname(store), "intruder")):

@@ -84,7 +84,7 @@ class VM:
 
     def __init__(self, log_path, *, kernel=None, initrd=None, memory=512, cpus=1,
                  append="", rng=True, cpu=None, no_reboot=True, accel="tcg", disk=None,
-                 firmware="bios"):
+                 firmware="bios", net=False):
         if disk is not None and kernel is None:
             initrd = None                              # the firmware boots the disk
         else:
@@ -102,7 +102,7 @@ class VM:
                                panic=SCRIPTED_PANIC, no_reboot=no_reboot, serial="stdio",
                                qmp=self.tmp / "qmp.sock", ctl_socket=self.tmp / "ctl.sock",
                                disk=Path(disk) if disk is not None else None,
-                               firmware=firmware, efi_vars=efi_vars)
+                               firmware=firmware, efi_vars=efi_vars, net=net)
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc = None
