@@ -456,7 +456,9 @@ class _Exchange:
             raise EndpointTimeout(f"model endpoint {client.endpoint} did not answer in time "
                                   f"(aether.llm.timeout={client.timeout:g} s): {e}") from None
         except httpclient.ProtocolError as e:
-            raise MalformedResponse(client.redact(f"model endpoint {client.endpoint}: {e}")) from None
+            hint = " (the server stopped or crashed mid-answer?)" if "closed" in str(e) else ""
+            raise MalformedResponse(client.redact(f"model endpoint {client.endpoint}: {e}"
+                                                  f"{hint}")) from None
 
     def _answer(self, response):
         if response.status >= 400:
@@ -519,8 +521,9 @@ class _Exchange:
         overflow = context_overflow(answer, message)
         if overflow is not None:
             window, requested, prompt = overflow
-            numbers = (f"the call needs {requested} tokens ({prompt} of prompt + max_tokens), "
-                       f"the endpoint's window is {window}" if window and requested else
+            numbers = (f"the call needs {requested} tokens ({prompt} of prompt, "
+                       f"{requested - prompt} of max_tokens), the endpoint's window is {window}"
+                       if window and requested and prompt is not None else
                        "the call does not fit the endpoint's context window")
             return ContextOverflow(
                 f"model endpoint {self.client.endpoint} refused the call ({when}): {numbers}: "

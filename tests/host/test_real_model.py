@@ -185,31 +185,55 @@ def test_a_prompt_over_the_context_is_refused_once_with_the_numbers(model_server
 
 # -- through aetherd -------------------------------------------------------------------------------
 
-@pytest.fixture
-def aetherd_real(model_server, tmp_path):
-    """A host aetherd whose aether.llm.* point at the real server; yields (client, log path)."""
-    run, data = tmp_path / "run", tmp_path / "data"
-    data.mkdir()
-    (data / "config").write_text(f"llm.endpoint = {model_server.base_url}\n"
-                                 f"llm.model = {model_server.model}\n"
-                                 f"llm.n_ctx = {model_server.n_ctx}\n")
-    log_path = tmp_path / "aetherd.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "aether.aetherd", "--host", "--run-dir",
-                                 str(run), "--data-dir", str(data)], cwd=REPO, stdout=log,
-                                stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    try:
+class HostAetherd:
+    """A host aetherd whose aether.llm.* point at the real server."""
+
+    def __init__(self, tmp_path, settings):
+        run, data = tmp_path / "run", tmp_path / "data"
+        data.mkdir(parents=True)
+        (data / "config").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+        self.log_path = tmp_path / "aetherd.log"
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "aether.aetherd", "--host", "--run-dir", str(run),
+                 "--data-dir", str(data)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                env=dict(os.environ, PYTHONPATH=str(REPO)))
         sleep_until((run / "abi.sock").exists, 30)
-        c = Client(str(run / "abi.sock"), timeout=120)
-        yield c, log_path
-        c.close()
-    finally:
-        proc.terminate()
+        self.sock = str(run / "abi.sock")
+        self.client = Client(self.sock, timeout=120)
+
+    def stop(self):
+        self.client.close()
+        self.proc.terminate()
         try:
-            proc.wait(15)
+            self.proc.wait(15)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def host_aetherd(model_server, tmp_path):
+    """start(**settings) -> a HostAetherd configured for the real server (settings override)."""
+    started = []
+
+    def start(**extra):
+        settings = {"llm.endpoint": model_server.base_url, "llm.model": model_server.model,
+                    "llm.n_ctx": model_server.n_ctx}
+        settings.update({k.replace("_", ".", 1): v for k, v in extra.items()})
+        d = HostAetherd(tmp_path / f"aetherd{len(started)}", settings)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def aetherd_real(host_aetherd):
+    d = host_aetherd()
+    return d.client, d.log_path
 
 
 def test_llm_complete_through_aetherd(aetherd_real):
@@ -227,3 +251,63 @@ def test_a_tool_call_through_aetherd(aetherd_real):
     assert done["finish_reason"] == "tool_calls"
     assert done["tool_calls"][0]["name"] == "weather.get"
     assert isinstance(done["tool_calls"][0]["arguments"]["city"], str)
+
+
+def test_over_the_window_aetherd_refuses_before_sending(model_server, host_aetherd):
+    c = host_aetherd().client
+    before = requests_seen(model_server)
+    with pytest.raises(Exception) as e:
+        c.call("llm.complete", messages=[{"role": "user", "content": "word " * model_server.n_ctx}],
+               max_tokens=16)
+    assert str(model_server.n_ctx) in str(e.value), e.value
+    time.sleep(0.5)
+    assert requests_seen(model_server) == before, "nothing reached the server"
+
+
+def test_a_window_set_too_large_gets_the_servers_refusal_once(model_server, host_aetherd):
+    """aether.llm.n_ctx says more than the server has: the server refuses, once."""
+    c = host_aetherd(llm_n_ctx=8 * model_server.n_ctx).client
+    before = requests_seen(model_server)
+    with pytest.raises(Exception) as e:
+        c.call("llm.complete", messages=[{"role": "user", "content": "word " * (model_server.n_ctx + 200)}],
+               max_tokens=16)
+    text = str(e.value)
+    assert f"window is {model_server.n_ctx}" in text and "aether.llm.n_ctx" in text, text
+    time.sleep(3)                     # long enough for any retry to show in the access log
+    assert requests_seen(model_server) - before == 1, "one request, no retry storm"
+
+
+def test_the_engine_killed_during_a_call_through_aetherd(model_server, host_aetherd):
+    c = host_aetherd().client
+    story = [{"role": "user", "content": "Write a long story about a cat who sails the sea."}]
+    outcome = []
+
+    def ask():
+        try:
+            outcome.append(("ok", c.call("llm.complete", messages=story, max_tokens=400,
+                                         temperature=0.8, stream=True)))
+        except Exception as e:  # noqa: BLE001 - the error is what is checked
+            outcome.append(("error", e))
+
+    import threading
+    t = threading.Thread(target=ask, daemon=True)
+    try:
+        t.start()
+        sleep_until(lambda: requests_seen(model_server) and model_server.engine_pids(), 10)
+        time.sleep(1.0)                    # generating by now
+        started = time.monotonic()
+        assert model_server.kill()
+        t.join(30)
+        assert not t.is_alive(), "llm.complete hung after the engine died"
+        assert time.monotonic() - started < 30
+        kind, value = outcome[0]
+        assert kind == "error", f"a killed engine gave an answer: {value}"
+        assert model_server.base_url in str(value), value
+        used = c.call("llm.usage")
+        assert aetherd_still_answers(c) and used is not None
+    finally:
+        model_server.wait_ready(60)
+
+
+def aetherd_still_answers(c):
+    return c.call("abi.hello") is not None
