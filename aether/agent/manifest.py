@@ -13,7 +13,9 @@
     [backoff]   initial = "0.5s"  max = "30s"
     [intensity] restarts = 5      period = "60s"
     [limits]    memory = "64M"    cpu = "50%"   pids = 64   deadline = "1h"
-    [context]   budget_tokens = 20000
+    [context]   window_tokens = 4096  spend_tokens = 200000  period = "1d"
+                                              # window: tokens one model call may carry;
+                                              # spend: model tokens per period (none: lifetime)
     [env]       KEY = "value"
 
 Every field is checked; a bad one is reported with the file, the field, the
@@ -177,7 +179,9 @@ FIELDS = {
     "limits.cpu": (cpu, None),
     "limits.pids": (integer(1, 100000), 64),
     "limits.deadline": (duration, None),
-    "context.budget_tokens": (integer(0, 10 ** 9), 8000),
+    "context.window_tokens": (integer(64, 10 ** 8), None),    # None: the endpoint's context size
+    "context.spend_tokens": (integer(0, 10 ** 9), 8000),
+    "context.period": (duration, None),                      # None: spend_tokens is for its lifetime
 }
 REQUIRED = ("name", "program")
 
@@ -216,6 +220,7 @@ def from_dict(data, origin="manifest"):
     if not isinstance(data, dict):
         raise ManifestError(f"{origin}: a manifest is a table of fields, got {type(data).__name__}")
     flat = _flatten(data, origin)
+    flat, notices = _migrate_budget(flat, origin)
     unknown = sorted(set(flat) - set(FIELDS))
     if unknown:
         raise ManifestError(f"{origin}: unknown field(s) {', '.join(unknown)}; "
@@ -232,7 +237,25 @@ def from_dict(data, origin="manifest"):
     if values["backoff.max"] < values["backoff.initial"]:
         raise ManifestError(f"{origin}: backoff.max ({values['backoff.max']:g}s) is shorter than "
                             f"backoff.initial ({values['backoff.initial']:g}s)")
-    return Manifest(values, origin)
+    manifest = Manifest(values, origin)
+    manifest.notices = notices
+    return manifest
+
+
+def _migrate_budget(flat, origin):
+    """The old ``context.budget_tokens`` (one number for two things) becomes the spend;
+    the window is then the endpoint's.  Returns (fields, notices)."""
+    if "context.budget_tokens" not in flat:
+        return flat, []
+    flat = dict(flat)
+    old = flat.pop("context.budget_tokens")
+    if "context.spend_tokens" in flat:
+        return flat, [f"{origin}: context.budget_tokens is obsolete and ignored: context.spend_tokens "
+                      "is given (delete budget_tokens)"]
+    flat["context.spend_tokens"] = old
+    return flat, [f"{origin}: context.budget_tokens = {old!r} is obsolete: read as context.spend_tokens "
+                  f"= {old!r} (model tokens over the agent's lifetime; add period = \"1d\" for a daily "
+                  "allowance) with the endpoint's window; write spend_tokens (and window_tokens) instead"]
 
 
 def parse(text, origin="manifest"):
@@ -268,4 +291,6 @@ def load_dir(path, warn):
             warn(f"{origin}: agent {manifest.name!r} is already defined by {found[manifest.name].origin}; ignored")
             continue
         found[manifest.name] = manifest
+        for notice in getattr(manifest, "notices", ()):
+            warn(notice)
     return found

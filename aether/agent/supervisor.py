@@ -21,6 +21,7 @@ from . import launch as _launch
 from .. import spawn as _spawn
 from .cgroup import Cgroups, CgroupError
 from .machine import Agent
+from ..broker.spend import Exhausted, Ledger, LedgerError
 from ..states import (ADMIT, EXIT, FAILED, RESTING, RUNNING, SPAWN_FAILED, START, STARTED, STARTING, STOP,
                       STOPPED, STOPPING, WAITING)
 
@@ -164,6 +165,8 @@ class Supervisor:
         self.agents = {}
         self.logs = {}
         self.queued_at = {}
+        self.ledger = Ledger(log=log)    # model-token spend (aether/broker/spend.py); aetherd persists it
+        self.llm_view = None             # principal -> its model-call counters (set by aetherd)
         self.shutting_down = False
         self._admit_pending = False
         os.makedirs(os.path.join(data_dir, "agents"), exist_ok=True)
@@ -274,7 +277,7 @@ class Supervisor:
         for agent in self.agents.values():
             if agent.parent is None and agent.state in ACTIVE:
                 memory += agent.manifest.limits_memory
-                tokens += agent.manifest.context_budget_tokens
+                tokens += agent.manifest.context_spend_tokens
         return memory, tokens
 
     def _admit(self):
@@ -299,8 +302,8 @@ class Supervisor:
         if memory + m.limits_memory > self.memory_pool:
             return (f"needs {m.limits_memory >> 20} MiB of memory, "
                     f"{max(0, self.memory_pool - memory) >> 20} MiB free for agents")
-        if tokens + m.context_budget_tokens > self.context_pool:
-            return (f"needs a context budget of {m.context_budget_tokens} tokens, "
+        if tokens + m.context_spend_tokens > self.context_pool:
+            return (f"needs a model-token spend of {m.context_spend_tokens} tokens, "
                     f"{max(0, self.context_pool - tokens)} free")
         return None
 
@@ -322,6 +325,7 @@ class Supervisor:
             owner = self._get(parent)
             manifest = self._carve(owner, manifest)
             lineage = owner.lineage + [manifest.name]
+        self._open_spend(manifest, parent)
         agent = Agent(manifest, self, parent=parent, lineage=lineage, spawned_by=spawned_by)
         self.agents[agent.name] = agent
         self.logs[agent.name] = deque(maxlen=LOG_LINES)
@@ -336,20 +340,35 @@ class Supervisor:
         siblings = [self.agents[c] for c in parent.children
                     if c in self.agents and self.agents[c].state not in (STOPPED, FAILED)]
         free_mem = pm.limits_memory - sum(s.manifest.limits_memory for s in siblings)
-        free_ctx = (pm.context_budget_tokens - parent.tokens_used
-                    - sum(s.manifest.context_budget_tokens for s in siblings))
+        account = self.ledger.get(f"agent:{parent.name}")
+        free_ctx = account.available() if account is not None else 0
         if manifest.limits_memory > free_mem:
             raise AgentError("budget", f"{manifest.name}: limits.memory {manifest.limits_memory >> 20} MiB "
                                        f"exceeds what {parent.name} has left to give "
                                        f"({max(0, free_mem) >> 20} MiB)")
-        if manifest.context_budget_tokens > free_ctx:
-            raise AgentError("budget", f"{manifest.name}: context.budget_tokens "
-                                       f"{manifest.context_budget_tokens} exceeds what {parent.name} "
-                                       f"has left to give ({max(0, free_ctx)})")
+        if free_ctx is not None and manifest.context_spend_tokens > free_ctx:
+            raise AgentError("budget", f"{manifest.name}: context.spend_tokens "
+                                       f"{manifest.context_spend_tokens} exceeds what {parent.name} "
+                                       f"has left to give ({max(0, free_ctx)}: what it may still spend, "
+                                       "less what its children hold; a removed child's spending stays "
+                                       "charged)")
         if pm.limits_deadline and (not manifest.limits_deadline
                                    or manifest.limits_deadline > pm.limits_deadline):
             manifest = manifest.with_changes(limits__deadline=pm.limits_deadline)
         return manifest
+
+    def _open_spend(self, manifest, parent):
+        """The agent's model-token account: carved out of its parent's, or its own (what it used
+        before a restart or a new manifest still counts)."""
+        principal = f"agent:{manifest.name}"
+        try:
+            if parent is None:
+                self.ledger.open(principal, manifest.context_spend_tokens, manifest.context_period)
+            else:
+                self.ledger.close(principal)             # a leftover of an earlier child of that name
+                self.ledger.carve(f"agent:{parent}", principal, manifest.context_spend_tokens)
+        except (Exhausted, LedgerError) as e:
+            raise AgentError("budget", str(e)) from None
 
     def _get(self, name):
         agent = self.agents.get(name)
@@ -384,6 +403,7 @@ class Supervisor:
             self.remove(child)
         self.groups.release(agent)
         del self.agents[name]
+        self.ledger.close(f"agent:{name}")      # a child's spending stays charged to its parent
         if agent.parent in self.agents:
             self.agents[agent.parent].children.remove(name)
 
@@ -427,6 +447,17 @@ class Supervisor:
                       "limits": {k.split("__")[1]: v for k, v in changes.items()}})
         return previous
 
+    def _context_view(self, agent):
+        """The agent's model budgets (window, spend) and its model calls."""
+        m, principal = agent.manifest, f"agent:{agent.name}"
+        spend = self.ledger.view(principal) or {}
+        return {"window_tokens": m.context_window_tokens, "spend_tokens": m.context_spend_tokens,
+                "period_s": m.context_period, "used_tokens": spend.get("used_tokens", 0),
+                "reserved_tokens": spend.get("reserved_tokens", 0),
+                "carved_tokens": spend.get("carved_tokens", 0),
+                "available_tokens": spend.get("available_tokens"),
+                "llm": self.llm_view(principal) if self.llm_view else None}
+
     def inspect(self, name):
         agent = self._get(name)
         m = agent.manifest
@@ -439,7 +470,7 @@ class Supervisor:
             "limits": {"memory_bytes": m.limits_memory, "cpu": m.limits_cpu, "pids": m.limits_pids,
                        "deadline_s": m.limits_deadline, "heartbeat_s": m.heartbeat,
                        "enforced": self.groups.enforced},
-            "context": {"budget_tokens": m.context_budget_tokens, "used_tokens": agent.tokens_used},
+            "context": self._context_view(agent),
             "usage": self.groups.usage(agent) if agent.state in ACTIVE else None,
         }
         if agent.started_at and agent.state in ACTIVE:

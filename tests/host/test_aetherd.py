@@ -110,9 +110,9 @@ def test_an_agent_traceback_lands_in_its_logs(aetherd):
 def test_stop_stops_the_subtree(aetherd):
     c = aetherd()
     c.call("agent.spawn", manifest=sh("parent", "sleep 30", limits={"memory": "64M"},
-                                      context={"budget_tokens": 1000}))
+                                      context={"spend_tokens": 1000}))
     c.call("agent.spawn", parent="parent", manifest=sh("child", "sleep 30", limits={"memory": "32M"},
-                                                       context={"budget_tokens": 500}))
+                                                       context={"spend_tokens": 500}))
     sleep_until(lambda: state(c, "child")["state"] == "running", 5)
     assert state(c, "child")["lineage"] == ["parent", "child"]
     c.call("agent.stop", name="parent")
@@ -250,9 +250,13 @@ def test_llm_charges_the_agent_and_fails_closed(aetherd_with_model, tmp_path):
         class Probe:
             pass
         Probe.data = data
-        out = run_probe(c, Probe, "thinker", calls, context={"budget_tokens": 100})
+        out = run_probe(c, Probe, "thinker", calls, context={"spend_tokens": 100})
         assert out[0][0] == "ok"
-        assert out[1] == ["ok", {"principal": "agent:thinker", "budget_tokens": 100, "used_tokens": 50}]
+        assert out[0][1]["broker"]["charged"] == 50 and out[0][1]["broker"]["counted"] == "server"
+        seen = out[1][1]
+        assert out[1][0] == "ok" and seen["principal"] == "agent:thinker"
+        assert (seen["spend_tokens"], seen["used_tokens"], seen["reserved_tokens"]) == (100, 50, 0)
+        assert seen["calls"]["calls"] == 1 and seen["calls"]["tokens_in"] == 30
         assert out[2][0] == "budget_exhausted"          # 50 left cannot cover the prompt + 60
         assert len(server.requests) == 2                # the refused call sent nothing
         assert "sk-secret" not in (tmp_path / "log").read_text()
