@@ -29,7 +29,7 @@ from ..states import POLICIES
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-GRANTS = ("root", "net")          # net: the host's network (else a namespace with loopback only)
+GRANTS = ("root", "net", "unconfined")   # see aether/agent/confine.py
 
 
 class ManifestError(ValueError):

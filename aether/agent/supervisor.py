@@ -244,7 +244,8 @@ class Supervisor:
         env = {"PATH": "/usr/bin", "HOME": home, "LANG": "C.UTF-8", "AETHER_AGENT": agent.name,
                "AETHER_SOCKET": self.socket_path, **m.env}
         spec = _launch.LaunchSpec(m.program, m.args, env, procs_file, uid, gid, home, w, agent.name,
-                                  net="net" in m.grant, strict=self.own_uids)
+                                  net="net" in m.grant, confined="unconfined" not in m.grant,
+                                  strict=self.own_uids)
         try:
             pid, handshake = _launch.launch(spec)
         except BaseException:
