@@ -8,8 +8,10 @@ and a function ``(caller, args) -> JSON-serialisable result``.
 
 ``call(caller, name, args)`` validates the arguments before anything runs, runs the
 tool, and returns its result or raises a ToolError subclass (``code`` is stable,
-``to_dict()`` is ready for the wire).  It never raises anything else: an unexpected
-exception inside a tool comes out as ToolFailed naming the tool.
+``to_dict()`` is ready for the wire).  It never raises anything else: an OSError
+comes out as the error its errno names (ENAMETOOLONG: invalid_arguments; ENOSPC,
+EROFS, timeouts, DNS failures: unavailable; EACCES: permission_denied), and an
+unexpected exception inside a tool as ToolFailed naming the tool.
 
 Heavy modules (base64, fnmatch, socket, the HTTP client) load inside the tools that
 use them, so importing this package stays cheap.
@@ -68,9 +70,9 @@ def call(caller, name, args):
         return tool.func(caller, checked)
     except ToolError:
         raise
-    except OSError as e:
-        raise ToolFailed(f"{name}: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""),
-                         tool=name) from None
+    except OSError as e:     # named by its errno: the caller's mistake, or the system's state
+        what = f"{name}: {e.filename}" if isinstance(e.filename, str) else name
+        raise files.oserror_tool_error(e, what) from None
     except Exception as e:  # a bug in a tool must not take the ABI server down
         raise ToolFailed(f"{name} failed unexpectedly: {type(e).__name__}: {e}", tool=name) from e
 

@@ -21,12 +21,15 @@ class Caller:
     (``processes.in_cgroup(path)`` builds one for a cgroup subtree); without it, none.
     ``local_network``: may ``fetch.url`` reach this machine's own addresses (loopback,
     unspecified, link-local)?  Defaults to ``privileged``.
+    ``disk_quota``: the bytes a confined caller's data directory may hold (None: no
+    quota; the data disk's reserve for the system applies to every confined caller).
     """
 
-    __slots__ = ("principal", "uid", "gid", "root", "privileged", "local_network", "_owns_pid")
+    __slots__ = ("principal", "uid", "gid", "root", "privileged", "local_network", "_owns_pid",
+                 "disk_quota")
 
     def __init__(self, principal, uid, root=None, privileged=False, owns_pid=None, gid=None,
-                 local_network=None):
+                 local_network=None, disk_quota=None):
         if root is not None and not str(root).startswith("/"):
             raise ValueError(f"Caller root must be an absolute path, not {root!r}")
         self.principal, self.uid, self.gid = principal, uid, gid
@@ -34,6 +37,7 @@ class Caller:
         self.privileged = bool(privileged)
         self.local_network = self.privileged if local_network is None else bool(local_network)
         self._owns_pid = owns_pid
+        self.disk_quota = disk_quota
 
     def owns_pid(self, pid):
         if self.privileged:

@@ -15,6 +15,8 @@ from .core import FetchFailed, InvalidArguments, PermissionDenied, Unavailable, 
 FETCH_DEFAULT = 1024 * 1024
 FETCH_MAX = 4 * 1024 * 1024
 MAX_REDIRECTS = 5
+HINTS = {"resolve": "; check the host name, and that this machine has a network and a DNS server "
+                    "(network.interfaces, network.routes)"}
 REDIRECTS = (301, 302, 303, 307, 308)
 TEXT_CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "us-ascii": "ascii", "ascii": "ascii",
                  "iso-8859-1": "latin-1", "latin-1": "latin-1", "latin1": "latin-1"}
@@ -95,9 +97,11 @@ def fetch_url(caller, args):
     except httpclient.TLSUnavailable as e:
         raise Unavailable(str(e)) from None
     except httpclient.ConnectFailed as e:
-        raise FetchFailed(str(e), url=url, reason=e.reason) from None
+        hint = HINTS.get(e.reason, "; check the URL, and that the server is up and reachable")
+        raise FetchFailed(f"{e}{hint}", url=url, reason=e.reason) from None
     except httpclient.Timeout as e:
-        raise FetchFailed(f"{url}: timed out ({e})", url=url, reason="timeout") from None
+        raise FetchFailed(f"{url}: timed out ({e}); retry, or give a longer timeout (at most 60 s)",
+                          url=url, reason="timeout") from None
     except httpclient.ProtocolError as e:
         raise FetchFailed(f"{url}: bad answer: {e}", url=url, reason="protocol") from None
 

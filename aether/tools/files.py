@@ -3,45 +3,61 @@
 Confinement of a non-privileged caller (``Caller.root`` is its data directory):
 
 * relative paths start at the root; absolute paths must lie inside it;
-* the path is resolved (symbolic links and ``..``) and must stay inside the root:
-  a link that leads out, a ``..`` above the root, an absolute path elsewhere are
-  refused, each with its own rule in the message;
-* the descriptor that is actually opened is checked again (``/proc/self/fd``), so
-  a link swapped in after the check cannot lead outside; creating, renaming and
-  unlinking happen relative to a checked directory descriptor.
+* every path is walked beneath the root one component at a time by
+  aether/safepath.py (``O_NOFOLLOW`` relative to a directory descriptor): a
+  symbolic link that stays inside is followed, one that leads out, a ``..`` above
+  the root and an absolute path elsewhere are refused, each with its own rule in
+  the message; nothing is ever opened by a path string, so a link swapped in
+  meanwhile cannot lead outside;
+* a regular file with more than one hard link is refused (rule ``hardlink``): it
+  may be root's or another agent's file under a second name;
+* what a confined caller creates belongs to its uid, and an overwrite never copies
+  a foreign owner or set-id bits;
+* a confined caller's writes count against its disk quota and never eat into the
+  data disk's reserve for the system (aether/tools/quota.py).
 
 A privileged caller may read anything and write anything except under /proc, /sys
 and /dev.  Only regular files are read or written: devices, FIFOs and sockets are
 refused before they are opened.
 
 Limits (per call): read ``max_bytes`` default READ_DEFAULT (64 KiB), at most READ_MAX
-(1 MiB); write at most WRITE_MAX (4 MiB) of decoded content; append never makes a file
-larger than FILE_MAX (64 MiB); list at most LIST_MAX entries; a recursive delete stops
-after DELETE_MAX entries.
+(512 KiB, so that the answer, base64 included, fits one ABI frame); write at most
+WRITE_MAX (512 KiB) of decoded content, the most one 1 MiB request frame carries
+as base64 (larger files: ``create`` the first part, then ``append`` the rest);
+append never makes a file larger than FILE_MAX (64 MiB); list at most LIST_MAX
+entries; a recursive delete stops after DELETE_MAX entries.
 
-Writes are atomic: the content goes to a temporary file in the same directory, is
-fsync'ed, and is renamed over the target (mode ``create`` links it instead, which
-fails if the name appeared meanwhile); the directory is fsync'ed after.  ``append``
-is not atomic: a crash may keep part of the appended bytes.
+Names that are not valid UTF-8 come out of files.list with their bytes escaped as
+lone surrogates (U+DC80..U+DCFF, Python's ``surrogateescape``) and
+``"undecodable": true``; given back as a path they name the same file.
+
+Writes are atomic: the content goes to a temporary file in the same directory
+(``O_CREAT | O_EXCL``), is fsync'ed, and is renamed over the target (mode
+``create`` links it instead, which fails if the name appeared meanwhile); the
+directory is fsync'ed after.  ``append`` is not atomic: a crash may keep part of
+the appended bytes.
 """
 
+import errno
 import os
 import stat
 
+from .. import safepath
+from . import quota
 from .core import (AlreadyExists, InvalidArguments, NotFound, PermissionDenied, ToolError,
-                   ToolFailed, TooLarge, args_schema, tool)
+                   ToolFailed, TooLarge, Unavailable, args_schema, tool)
 
 READ_DEFAULT = 64 * 1024
-READ_MAX = 1024 * 1024
-WRITE_MAX = 4 * 1024 * 1024
+READ_MAX = 512 * 1024
+WRITE_MAX = 512 * 1024
 FILE_MAX = 64 * 1024 * 1024
 LIST_DEFAULT = 1000
 LIST_MAX = 10000
 DELETE_MAX = 100000
 PROTECTED = ("/proc", "/sys", "/dev")  # never written, deleted or created in, by anyone
 
-O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+kind_of = safepath.kind_of
+inside = safepath.inside
 
 
 class WrongType(ToolError):
@@ -55,10 +71,6 @@ PATH = {"type": "string", "minLength": 1, "maxLength": 4096,
 
 
 # -- confinement --------------------------------------------------------------------------------
-
-def inside(path, root):
-    return root == "/" or path == root or path.startswith(root + "/")
-
 
 def caller_root(caller):
     """The real path of the tree the caller may touch ("/" when privileged)."""
@@ -74,22 +86,26 @@ def caller_root(caller):
     return root
 
 
+def tree(caller):
+    """The caller's tree opened for a walk (a safepath.Beneath; close it after use)."""
+    root = caller_root(caller)
+    try:
+        return safepath.Beneath(root, confined=not caller.privileged)
+    except OSError as e:
+        raise os_error(e, root) from None
+
+
 def refuse(caller, path, rule, why):
     return PermissionDenied(f"{caller.principal} may not touch {path!r}: {why} (rule: {rule})",
                             caller=caller.principal, path=path, rule=rule)
 
 
-def check_inside(caller, path, joined, real, root):
-    """Refuse ``real`` unless it is inside ``root``; the message says how it got out."""
-    if inside(real, root):
-        return
-    lexical = os.path.normpath(joined)
-    if inside(lexical, root):
-        raise refuse(caller, path, "symlink_escape",
-                     f"a symbolic link leads to {real}, outside the data directory {root}")
-    if ".." in path.split("/"):
-        raise refuse(caller, path, "dotdot_escape", f"'..' climbs out of the data directory {root}")
-    raise refuse(caller, path, "outside_root", f"{lexical} is outside the data directory {root}")
+def refused(caller, e):
+    """A safepath.Refused as the ToolError to answer with."""
+    if e.rule == "nul":
+        return InvalidArguments("args.path: expected a path without NUL characters",
+                                path="args.path", rule="nul")
+    return refuse(caller, e.path, e.rule, str(e))
 
 
 def check_writable(caller, path, real):
@@ -99,97 +115,90 @@ def check_writable(caller, path, real):
                          f"{real} is under {top}, which no tool writes to")
 
 
-def locate(caller, path, write=False):
-    """(real path, root) of ``path`` for ``caller``; PermissionDenied names the rule broken."""
-    if "\0" in path:
-        raise InvalidArguments("args.path: expected a path without NUL characters",
-                               path="args.path", rule="nul")
-    root = caller_root(caller)
-    joined = os.path.join(root, path)
-    real = os.path.realpath(joined)
-    check_inside(caller, path, joined, real, root)
-    if write:
-        check_writable(caller, path, real)
-    return real, root
-
-
-def check_fd(fd, caller, path, root, write=False):
-    """Re-check what was really opened: closes ``fd`` and refuses if it is outside ``root``."""
-    try:
-        actual = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return  # no /proc: the check on the resolved path stands alone
-    try:
-        if not inside(actual, root):
-            raise refuse(caller, path, "symlink_escape",
-                         f"it changed while being opened and now leads to {actual}")
-        if write:
-            check_writable(caller, path, actual)
-    except PermissionDenied:
-        os.close(fd)
-        raise
-
-
-def kind_of(mode):
-    for test, name in ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"),
-                       (stat.S_ISLNK, "symlink"), (stat.S_ISFIFO, "fifo"),
-                       (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "char_device"),
-                       (stat.S_ISBLK, "block_device")):
-        if test(mode):
-            return name
-    return "other"
-
-
-def check_regular(caller, path, real, st):
-    if stat.S_ISDIR(st.st_mode):
-        raise WrongType(f"{real} is a directory (files.list lists it)", path=real)
-    if not stat.S_ISREG(st.st_mode):
-        raise refuse(caller, path, "not_regular",
-                     f"{real} is a {kind_of(st.st_mode).replace('_', ' ')}; "
-                     "only regular files are read or written")
-
-
 def os_error(e, real):
-    """An OSError as the ToolError a caller can act on."""
+    """An OSError as the ToolError a caller can act on (what went wrong, and what to do)."""
+    real = e.filename if isinstance(e.filename, str) and e.filename else real
     if isinstance(e, FileNotFoundError):
         return NotFound(f"{real} does not exist", path=real)
     if isinstance(e, NotADirectoryError):
         return WrongType(f"a part of {real} is not a directory", path=real)
     if isinstance(e, IsADirectoryError):
-        return WrongType(f"{real} is a directory", path=real)
-    return ToolFailed(f"{real}: {e.strerror or e}", path=real)
+        return WrongType(f"{real} is a directory (files.list lists it)", path=real)
+    return oserror_tool_error(e, real)
 
 
-def open_dir(caller, path, real, root, write=False):
-    try:
-        fd = os.open(real, O_DIR)
-    except OSError as e:
-        raise os_error(e, real) from None
-    check_fd(fd, caller, path, root, write)
-    return fd
+def oserror_tool_error(e, what):
+    """The ToolError for an OSError by its errno: the caller's mistake, or the system's state."""
+    name = errno.errorcode.get(e.errno, "")
+    why = e.strerror or str(e)
+    if isinstance(e, TimeoutError) or e.errno == errno.ETIMEDOUT:
+        return Unavailable(f"{what}: timed out ({why}); the other side did not answer in time: "
+                           "retry, or give a longer timeout", errno=name or "ETIMEDOUT")
+    if type(e).__name__ == "gaierror":
+        return Unavailable(f"{what}: the name did not resolve ({why}); check the host name, and "
+                           "that this machine has a network and DNS (network.interfaces)",
+                           errno="EAI")
+    if e.errno in (errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return Unavailable(f"{what}: {why}; the other side cannot be reached now", errno=name)
+    if e.errno == errno.ENAMETOOLONG:
+        return InvalidArguments(f"{what}: a name in the path is too long (at most 255 bytes per "
+                                "name, 4096 in all); use a shorter path", path="args.path",
+                                rule="name_too_long")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Unavailable(f"{what}: the disk is full ({why}); delete files (files.delete) or "
+                           "free space, then retry", errno=name)
+    if e.errno == errno.EROFS:
+        return Unavailable(f"{what}: the file system is read-only ({why}); it cannot be "
+                           "changed until it is remounted read-write", errno=name)
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return PermissionDenied(f"{what}: {why} (the file's permissions do not allow it)",
+                                path=what, rule="file_permissions")
+    if e.errno in (errno.ELOOP, errno.EXDEV, errno.EBUSY, errno.ETXTBSY, errno.ENOTEMPTY,
+                   errno.EINVAL):
+        return InvalidArguments(f"{what}: {why}; check the path", path="args.path", rule=name.lower())
+    if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EIO):
+        return Unavailable(f"{what}: {why}; the system is short of a resource, retry later",
+                           errno=name)
+    return ToolFailed(f"{what}: {why}", path=what, errno=name)
 
 
-def make_dirs(caller, path, real_dir, root):
-    """Open ``real_dir``, creating the missing directories one by one below a checked ancestor."""
-    missing, existing = [], real_dir
-    while not os.path.isdir(existing):
-        existing, name = os.path.split(existing)
-        missing.append(name)
-    fd = open_dir(caller, path, existing, root, write=True)
-    try:
-        for name in reversed(missing):
-            try:
-                os.mkdir(name, 0o755, dir_fd=fd)
-                own(caller, name, fd)
-            except FileExistsError:
-                pass
-            new = os.open(name, O_DIR | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = new
-    except OSError as e:
-        os.close(fd)
-        raise os_error(e, real_dir) from None
-    return fd
+class Opened:
+    """A walk's result held open: ``with walked(caller, path) as w:`` gives w.fd, w.name, w.real."""
+
+    def __init__(self, caller, path, last="follow", make=None):
+        self.caller, self.path = caller, path
+        self.tree = tree(caller)
+        try:
+            self.fd, self.name, names = self.tree.walk(path, last, make)
+        except safepath.Refused as e:
+            self.tree.close()
+            raise refused(caller, e) from None
+        except OSError as e:
+            self.tree.close()
+            raise os_error(e, path) from None
+        except BaseException:
+            self.tree.close()
+            raise
+        self.parent = self.tree.shown(names)
+        self.real = self.tree.shown(names + [self.name]) if self.name else self.parent
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+        self.tree.close()
+
+
+def open_dir(caller, path):
+    """(fd, real path) of the directory ``path``, opened beneath the caller's tree."""
+    with tree(caller) as t:
+        try:
+            return t.open_dir(path)
+        except safepath.Refused as e:
+            raise refused(caller, e) from None
+        except OSError as e:
+            raise os_error(e, path) from None
 
 
 def own(caller, name, dir_fd):
@@ -215,9 +224,9 @@ def list_files(caller, args):
     Entries are sorted by name.  ``type`` is file, directory, symlink, fifo, socket,
     char_device or block_device; symbolic links are not followed and show their target.
     ``truncated`` says the limit cut the list; ``total`` counts every matching entry.
+    A name that is not valid UTF-8 has ``undecodable`` set (its bytes are escaped).
     """
-    real, root = locate(caller, args["path"])
-    fd = open_dir(caller, args["path"], real, root)
+    fd, real = open_dir(caller, args["path"])
     try:
         entries = _scan(fd, args.get("pattern"))
     finally:
@@ -242,6 +251,8 @@ def _scan(fd, pattern):
                 continue  # removed while listing
             item = {"name": entry.name, "type": kind_of(st.st_mode), "size": st.st_size,
                     "mode": f"{stat.S_IMODE(st.st_mode):04o}", "mtime": round(st.st_mtime, 3)}
+            if not _decodable(entry.name):
+                item["undecodable"] = True
             if stat.S_ISLNK(st.st_mode):
                 try:
                     item["target"] = os.readlink(entry.name, dir_fd=fd)
@@ -249,6 +260,14 @@ def _scan(fd, pattern):
                     pass
             entries.append(item)
     return entries
+
+
+def _decodable(name):
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 # -- files.read ---------------------------------------------------------------------------------
@@ -270,9 +289,7 @@ def read_file(caller, args):
     go on) and ``eof``.  In text mode a UTF-8 character cut by ``max_bytes`` is left for
     the next call.  /proc files read fine (their size shows as 0).
     """
-    path = args["path"]
-    real, root = locate(caller, path)
-    fd = _open_regular(caller, path, real, root)
+    fd, real = _open_regular(caller, args["path"])
     try:
         size = os.fstat(fd).st_size
         data = _pread(fd, args["max_bytes"] + 1, args["offset"])
@@ -287,9 +304,9 @@ def read_file(caller, args):
     else:
         if more:
             data = _whole_characters(data)
-        try:
-            content = data.decode("utf-8")
-        except UnicodeDecodeError:
+        content, data, cut = _fit_text(data)
+        more = more or cut
+        if content is None:
             content = data.decode("utf-8", "replace")
             result["lossy"] = True
     result.update(content=content, bytes=len(data), next_offset=args["offset"] + len(data),
@@ -297,19 +314,36 @@ def read_file(caller, args):
     return result
 
 
-def _open_regular(caller, path, real, root):
-    try:
-        check_regular(caller, path, real, os.lstat(real))
-        fd = os.open(real, O_READ)
-    except OSError as e:
-        raise os_error(e, real) from None
-    check_fd(fd, caller, path, root)
-    try:
-        check_regular(caller, path, real, os.fstat(fd))
-    except ToolError:
-        os.close(fd)
-        raise
-    return fd
+ANSWER_MAX = 768 * 1024     # bytes of content, as JSON, one answer may carry (frames: 1 MiB)
+
+
+def _fit_text(data):
+    """(text or None when not UTF-8, the bytes it holds, cut?): halved until its JSON fits."""
+    import json
+    cut = False
+    while True:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        shown = text if text is not None else data.decode("utf-8", "replace")
+        if len(data) <= 1024 or len(json.dumps(shown, ensure_ascii=False).encode("utf-8",
+                                                                                "surrogatepass")) \
+                <= ANSWER_MAX:
+            return text, data, cut
+        data, cut = _whole_characters(data[:len(data) // 2]), True
+
+
+def _open_regular(caller, path):
+    """(fd, real path) of the regular file ``path``, opened beneath the caller's tree."""
+    with tree(caller) as t:
+        try:
+            fd, real, _st = t.open_file(path, os.O_RDONLY)
+        except safepath.Refused as e:
+            raise refused(caller, e) from None
+        except OSError as e:
+            raise os_error(e, path) from None
+    return fd, real
 
 
 def _pread(fd, n, offset):
@@ -352,35 +386,38 @@ def write_file(caller, args):
 
     ``create`` and ``overwrite`` are atomic: readers see the old content or the new,
     never a mix, even after a crash.  ``append`` adds to the end and is not atomic.
-    An overwritten file keeps its permissions and owner.
+    An overwritten file keeps its permissions (and, for the privileged, its owner).
+    At most WRITE_MAX bytes per call: write a larger file as a ``create`` and then
+    ``append`` calls.
     """
     path = args["path"]
     data = _decode(args["content"], args["encoding"])
     if len(data) > WRITE_MAX:
-        raise TooLarge(f"{len(data)} bytes is more than files.write takes at once ({WRITE_MAX})")
-    real, root = locate(caller, path, write=True)
-    if real == root:
-        raise WrongType(f"{real} is the data directory itself, not a file", path=real)
-    parent, name = os.path.split(real)
-    if args["make_parents"]:
-        pfd = make_dirs(caller, path, parent, root)
-    else:
-        pfd = open_dir(caller, path, parent, root, write=True)
-    try:
-        old = _existing(caller, path, real, name, pfd)
-        if args["mode"] == "append":
-            size = _append(caller, name, pfd, data, old, real)
-        else:
-            if old is not None and args["mode"] == "create":
-                raise _exists(real)
-            _replace(caller, name, pfd, data, old, args["mode"] == "create", real)
-            size = len(data)
-        os.fsync(pfd)
-    except OSError as e:
-        raise os_error(e, real) from None
-    finally:
-        os.close(pfd)
-    return {"path": real, "mode": args["mode"], "bytes_written": len(data), "size": size,
+        raise TooLarge(f"{len(data)} bytes is more than files.write takes at once ({WRITE_MAX}); "
+                       "write the first part with mode 'create' and the rest with 'append'")
+    make = (lambda name, fd: own(caller, name, fd)) if args["make_parents"] else None
+    with Opened(caller, path, make=make) as w:
+        if not w.name:
+            raise WrongType(f"{w.real} is the data directory itself, not a file", path=w.real)
+        check_writable(caller, path, w.real)
+        try:
+            old = _existing(caller, w, path)
+            freeing = old.st_size if old is not None and args["mode"] == "overwrite" else 0
+            quota.check(caller, w.tree.top, len(data), freeing)
+            if args["mode"] == "append":
+                size = _append(caller, w, data, old, path)
+            else:
+                if old is not None and args["mode"] == "create":
+                    raise _exists(w.real)
+                _replace(caller, w.name, w.fd, data, old, args["mode"] == "create", w.real)
+                size = len(data)
+            os.fsync(w.fd)
+        except safepath.Refused as e:
+            raise refused(caller, e) from None
+        except OSError as e:
+            raise os_error(e, w.real) from None
+        quota.wrote(caller, w.tree.top, len(data) - freeing)
+    return {"path": w.real, "mode": args["mode"], "bytes_written": len(data), "size": size,
             "created": old is None}
 
 
@@ -401,12 +438,13 @@ def _exists(real):
                          "'append' adds to it", path=real)
 
 
-def _existing(caller, path, real, name, pfd):
+def _existing(caller, w, path):
+    """The stat of the file about to be written, or None; refuses what may not be written."""
     try:
-        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        st = os.stat(w.name, dir_fd=w.fd, follow_symlinks=False)
     except FileNotFoundError:
         return None
-    check_regular(caller, path, real, st)
+    w.tree.check_regular(st, w.real, path)
     return st
 
 
@@ -418,13 +456,11 @@ def _replace(caller, name, pfd, data, old, exclusive, real):
         try:
             _write_all(fd, data)
             if old is not None:
-                os.fchmod(fd, stat.S_IMODE(old.st_mode))
-                if os.geteuid() == 0:
-                    os.fchown(fd, old.st_uid, old.st_gid)
+                _keep_owner(caller, fd, old)
             os.fsync(fd)
         finally:
             os.close(fd)
-        if old is None:
+        if old is None or not caller.privileged:
             own(caller, tmp, pfd)
         if exclusive:
             _link_new(tmp, name, pfd, real)
@@ -436,6 +472,17 @@ def _replace(caller, name, pfd, data, old, exclusive, real):
         except OSError:
             pass
         raise
+
+
+def _keep_owner(caller, fd, old):
+    """An overwrite keeps the old file's permissions; only the privileged keep a foreign
+    owner, and a confined caller's file never gets set-id bits."""
+    if caller.privileged:
+        os.fchmod(fd, stat.S_IMODE(old.st_mode))
+        if os.geteuid() == 0:
+            os.fchown(fd, old.st_uid, old.st_gid)
+    else:
+        os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)
 
 
 def _link_new(tmp, name, pfd, real):
@@ -460,17 +507,17 @@ def _present(name, pfd):
         return False
 
 
-def _append(caller, name, pfd, data, old, real):
+def _append(caller, w, data, old, path):
     if old is not None and old.st_size + len(data) > FILE_MAX:
-        raise TooLarge(f"appending {len(data)} bytes would make {real} larger than "
-                       f"{FILE_MAX} bytes, the most files.write grows a file to", path=real)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    fd = os.open(name, flags | os.O_NOCTTY, 0o644, dir_fd=pfd)
+        raise TooLarge(f"appending {len(data)} bytes would make {w.real} larger than "
+                       f"{FILE_MAX} bytes, the most files.write grows a file to", path=w.real)
+    if old is None:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | safepath.O_FILE
+        fd = os.open(w.name, flags, 0o644, dir_fd=w.fd)
+        own(caller, w.name, w.fd)
+    else:
+        fd, _real, _st = w.tree.open_in(w.fd, w.name, w.real, os.O_WRONLY | os.O_APPEND, path)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise refuse(caller, real, "not_regular", "it is not a regular file")
-        if old is None:
-            own(caller, name, pfd)
         _write_all(fd, data)
         os.fsync(fd)
         return os.fstat(fd).st_size
@@ -499,54 +546,38 @@ def delete_file(caller, args):
     after DELETE_MAX entries.  The caller's data directory itself cannot be deleted.
     """
     path = args["path"]
-    real_parent, name, root = _locate_entry(caller, path)
-    real = os.path.join(real_parent, name)
-    pfd = open_dir(caller, path, real_parent, root, write=True)
-    try:
-        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        counts = {"files": 0, "directories": 0}
-        if stat.S_ISDIR(st.st_mode):
-            if not args["recursive"]:
-                raise WrongType(f"{real} is a directory: set recursive to true to delete it "
-                                "and everything in it", path=real)
-            _remove_tree(pfd, name, real, st.st_dev, counts)
-        else:
-            os.unlink(name, dir_fd=pfd)
-            counts["files"] += 1
-        os.fsync(pfd)
-    except OSError as e:
-        raise os_error(e, real) from None
-    finally:
-        os.close(pfd)
-    return {"path": real, "deleted": counts}
-
-
-def _locate_entry(caller, path):
-    """(real parent, name, root): the last component itself is not resolved, so a link
-    is deleted, not its target."""
-    if "\0" in path:
-        raise InvalidArguments("args.path: expected a path without NUL characters",
-                               path="args.path", rule="nul")
-    root = caller_root(caller)
-    joined = os.path.join(root, path)
-    stripped = joined.rstrip("/") or "/"
-    parent, name = os.path.split(stripped)
-    if name in ("", ".", "..") or os.path.normpath(stripped) == root:
-        raise refuse(caller, path, "root", "it names the data directory itself (or . or ..), "
-                     "which files.delete does not remove")
-    real_parent = os.path.realpath(parent)
-    check_inside(caller, path, parent, real_parent, root)
-    real = os.path.join(real_parent, name)
-    check_inside(caller, path, stripped, real, root)
-    check_writable(caller, path, real)
-    if real == root:
-        raise refuse(caller, path, "root", "it names the data directory itself")
-    return real_parent, name, root
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    if last in ("", ".", ".."):
+        raise refuse(caller, path, "root", "it names the data directory itself (or ends in . or "
+                     "..), which files.delete does not remove; name the entry to delete")
+    with Opened(caller, path, last="keep") as w:
+        if not w.name:
+            raise refuse(caller, path, "root", "it names the data directory itself")
+        check_writable(caller, path, w.real)
+        counts = {"files": 0, "directories": 0, "bytes": 0}
+        try:
+            st = os.stat(w.name, dir_fd=w.fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                if not args["recursive"]:
+                    raise WrongType(f"{w.real} is a directory: set recursive to true to delete "
+                                    "it and everything in it", path=w.real)
+                _remove_tree(w.fd, w.name, w.real, st.st_dev, counts)
+            else:
+                os.unlink(w.name, dir_fd=w.fd)
+                counts["files"] += 1
+                counts["bytes"] += st.st_blocks * 512
+            os.fsync(w.fd)
+        except OSError as e:
+            raise os_error(e, w.real) from None
+        finally:
+            quota.wrote(caller, w.tree.top, -counts["bytes"])
+    freed = counts.pop("bytes")
+    return {"path": w.real, "deleted": counts, "freed_bytes": freed}
 
 
 def _remove_tree(dir_fd, name, here, device, counts):
     """Remove the directory ``name`` (at ``here``) under ``dir_fd`` and all it holds."""
-    fd = os.open(name, O_DIR | os.O_NOFOLLOW, dir_fd=dir_fd)
+    fd = os.open(name, safepath.O_DIR, dir_fd=dir_fd)
     try:
         if os.fstat(fd).st_dev != device:
             raise PermissionDenied(f"{here} is another mounted file system; files.delete "
@@ -561,9 +592,17 @@ def _remove_tree(dir_fd, name, here, device, counts):
             if is_dir:
                 _remove_tree(fd, child, f"{here}/{child}", device, counts)
             else:
+                counts["bytes"] += _blocks(child, fd)
                 os.unlink(child, dir_fd=fd)
                 counts["files"] += 1
     finally:
         os.close(fd)
     os.rmdir(name, dir_fd=dir_fd)
     counts["directories"] += 1
+
+
+def _blocks(name, dir_fd):
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_blocks * 512
+    except OSError:
+        return 0

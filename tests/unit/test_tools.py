@@ -191,9 +191,9 @@ def test_write_is_atomic_and_leaves_no_temporary_file(agent, box, monkeypatch):
         os.write(fd, data[:2])
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(files, "_write_all", full_disk)
-    with pytest.raises(tools.ToolFailed) as info:
+    with pytest.raises(tools.Unavailable) as info:       # the disk's state, not a bug: unavailable
         run(agent, "files.write", path="f", content="replacement", mode="overwrite")
-    assert "No space left" in str(info.value)
+    assert "No space left" in str(info.value) and "free space" in str(info.value)
     assert (box / "f").read_text() == "new"
     assert sorted(p.name for p in box.iterdir()) == ["f"]
 
@@ -313,13 +313,138 @@ def test_symlinks_inside_the_root_work_and_delete_removes_the_link(agent, box):
     assert (box.parent / "outside" / "secret").exists()
 
 
-def test_a_descriptor_that_ends_up_outside_is_caught(agent, box):
-    fd = os.open(box.parent / "outside" / "secret", os.O_RDONLY)
-    with pytest.raises(tools.PermissionDenied) as info:
-        files.check_fd(fd, agent, "x", str(box))
-    assert info.value.details["rule"] == "symlink_escape"
-    with pytest.raises(OSError):
-        os.fstat(fd)  # closed
+@pytest.mark.parametrize("tool, args, nth", [
+    ("files.read", {}, 2),                                 # walk's look, then the lstat to open
+    ("files.write", {"content": "x", "mode": "append"}, 3),  # walk, the existing-file check, open
+])
+def test_a_file_swapped_for_a_link_while_being_opened_is_refused(agent, box, monkeypatch, tool,
+                                                                   args, nth):
+    (box / "f").write_text("mine")
+    real_stat, calls = os.stat, []
+
+    def swap_after_looking(name, *a, **k):
+        st = real_stat(name, *a, **k)
+        if name == "f":
+            calls.append(name)
+            if len(calls) == nth:               # after the last look, before the open
+                os.unlink(box / "f")
+                (box / "f").symlink_to(box.parent / "outside" / "secret")
+        return st
+    monkeypatch.setattr(os, "stat", swap_after_looking)
+    e = refused(agent, tool, "symlink_escape", path="f", **args)
+    assert "became a symbolic link" in str(e)
+    assert (box.parent / "outside" / "secret").read_text() == "top secret"
+
+
+def test_a_directory_swapped_for_a_link_mid_walk_cannot_lead_out(agent, box, monkeypatch):
+    from aether import safepath
+    (box / "d").mkdir()
+    real_open = os.open
+
+    def swap_then_open(name, flags, *a, **k):
+        if name == "d" and not os.path.islink(box / "d"):
+            os.rmdir(box / "d")
+            (box / "d").symlink_to(box.parent / "outside")
+        return real_open(name, flags, *a, **k)
+    monkeypatch.setattr(safepath.os, "open", swap_then_open)
+    refused(agent, "files.read", "symlink_escape", path="d/secret")
+    refused(agent, "files.write", "symlink_escape", path="d/planted", content="x")
+    assert sorted(p.name for p in (box.parent / "outside").iterdir()) == ["secret"]
+
+
+def test_hard_links_to_files_outside_are_neither_read_nor_written(agent, box):
+    secret = box.parent / "outside" / "secret"
+    os.link(secret, box / "alias")
+    e = refused(agent, "files.read", "hardlink", path="alias")
+    assert "2 hard links" in str(e)
+    refused(agent, "files.write", "hardlink", path="alias", content="pwned", mode="append")
+    refused(agent, "files.write", "hardlink", path="alias", content="pwned", mode="overwrite")
+    assert secret.read_text() == "top secret"
+    assert run(ADMIN, "files.read", path=str(box / "alias"))["content"] == "top secret"
+
+
+def test_an_overwrite_by_a_confined_caller_drops_set_id_bits(agent, box):
+    (box / "tool").write_text("#!/bin/sh\n")
+    os.chmod(box / "tool", 0o4755)
+    run(agent, "files.write", path="tool", content="echo hi\n", mode="overwrite")
+    assert stat.S_IMODE(os.stat(box / "tool").st_mode) == 0o755
+
+
+def test_symbolic_link_loops_are_refused(agent, box):
+    (box / "a").symlink_to("b")
+    (box / "b").symlink_to("a")
+    e = refused(agent, "files.read", "too_many_links", path="a")
+    assert "40 symbolic links" in str(e)
+
+
+def test_a_link_whose_target_climbs_out_with_dotdot_is_refused(agent, box):
+    (box / "sub").mkdir()
+    (box / "sub" / "up").symlink_to("../../outside/secret")
+    refused(agent, "files.read", "symlink_escape", path="sub/up")
+
+
+def test_a_name_too_long_is_the_callers_mistake(agent):
+    with pytest.raises(tools.InvalidArguments) as info:
+        run(agent, "files.read", path="x" * 300)
+    assert "too long" in str(info.value) and info.value.details["rule"] == "name_too_long"
+    with pytest.raises(tools.InvalidArguments):
+        run(agent, "files.write", path="x" * 300, content="x")
+
+
+def test_undecodable_names_are_listed_escaped_and_round_trip(agent, box):
+    from aether.abi import protocol
+    raw = os.fsencode(str(box)) + b"/caf\xe9.txt"
+    with open(raw, "wb") as f:
+        f.write(b"latin-1 name")
+    got = run(agent, "files.list")
+    entry = got["entries"][0]
+    assert entry["name"] == "caf\udce9.txt" and entry["undecodable"] is True
+    frame = protocol.encode({"id": 1, "result": got})      # encodable on the wire
+    back = json.loads(frame)["result"]["entries"][0]["name"]
+    assert run(agent, "files.read", path=back)["content"] == "latin-1 name"
+
+
+def test_the_largest_write_and_read_fit_one_frame(agent, box):
+    import base64
+    from aether.abi import protocol
+    content = base64.b64encode(os.urandom(files.WRITE_MAX)).decode()
+    request = {"id": 1, "method": "tool.call",
+               "params": {"name": "files.write", "args": {"path": "big", "content": content,
+                                                          "encoding": "base64"}}}
+    assert len(protocol.encode(request)) <= protocol.MAX_FRAME
+    run(agent, "files.write", path="big", content=content, encoding="base64")
+    got = run(agent, "files.read", path="big", max_bytes=files.READ_MAX, encoding="base64")
+    assert len(protocol.encode({"id": 1, "result": got})) <= protocol.MAX_FRAME
+    (box / "controls").write_bytes(b"\x01" * files.READ_MAX)     # 6 bytes each as JSON text
+    got = run(agent, "files.read", path="controls", max_bytes=files.READ_MAX)
+    assert len(protocol.encode({"id": 1, "result": got})) <= protocol.MAX_FRAME
+    assert not got["eof"] and got["next_offset"] == got["bytes"] < files.READ_MAX
+
+
+def test_a_disk_quota_stops_an_agents_writes(box):
+    capped = Caller("agent:capped", os.getuid(), root=str(box), disk_quota=64 * 1024)
+    run(capped, "files.write", path="a", content="x" * 32 * 1024)
+    with pytest.raises(tools.ToolError) as info:
+        run(capped, "files.write", path="b", content="x" * 40 * 1024)
+    assert info.value.code == "quota_exceeded" and "limits.disk" in str(info.value)
+    assert not (box / "b").exists()
+    run(capped, "files.write", path="a", content="y" * 40 * 1024, mode="overwrite")  # replaces
+    run(capped, "files.delete", path="a")
+    run(capped, "files.write", path="b", content="x" * 40 * 1024)
+
+
+def test_the_disk_reserve_is_the_systems(agent, box, monkeypatch):
+    from aether import diskspace
+
+    class Full:
+        f_blocks, f_frsize = 1 << 16, 4096            # 256 MiB, as the image's data disk
+    Full.f_bavail = (diskspace.reserve_bytes(Full) >> 12) + 1    # 4 KiB past the reserve
+    monkeypatch.setattr(diskspace.os, "statvfs", lambda path: Full)
+    with pytest.raises(tools.Unavailable) as info:
+        run(agent, "files.write", path="fill", content="x" * 8192)
+    assert "kept for the system" in str(info.value) and info.value.details["rule"] == "disk_reserve"
+    run(agent, "files.write", path="small", content="x" * 100)
+    run(ADMIN, "files.write", path=str(box / "system.log"), content="x" * 8192)
 
 
 def test_device_files_and_fifos_are_never_opened(agent, box):

@@ -1,0 +1,117 @@
+"""Disk space on the data partition: the reserve only the system may use, and what a tree holds.
+
+One rule for the tools (aether/tools/quota.py) and the context store (aetherd hands
+the store ``reserve_bytes``):
+
+* **the reserve**: the last ``reserve_bytes(statvfs)`` bytes of a file system
+  (RESERVE_SHARE of it, at least RESERVE_MIN, at most RESERVE_MAX) are written only
+  by the system: aetherd itself, the shell and the host.  An agent's write that
+  would leave less free is refused, so an agent filling the disk never stops the
+  journal, the shell's memories or a boot record.  ext4's own root reserve (``mkfs
+  -m``, 5% by default) does the same in the kernel for what an agent's processes
+  write directly, since agents run as their own uids;
+* **a quota**: each agent's ``limits.disk`` (manifest) bounds the bytes its home
+  holds plus the bytes of its rows in the context store.
+
+``tree_bytes(root)`` measures a home by walking it (allocated blocks, not apparent
+sizes, so sparse files count what they use); the walk is bounded (SCAN_MAX entries)
+and its result kept for CACHE_SECONDS, moved by the tools' own writes meanwhile.
+
+Leaf module (os, stat, time).
+"""
+
+import os
+import stat
+import time
+
+RESERVE_SHARE = 0.05
+RESERVE_MIN = 16 << 20
+RESERVE_MAX = 1 << 30
+SCAN_MAX = 200_000            # entries one measurement visits; past it the count is a floor
+CACHE_SECONDS = 10.0
+
+_cache = {}                   # real root -> [bytes, measured at (monotonic)]
+
+
+def reserve_bytes(st):
+    """The bytes kept for the system on a file system (from its os.statvfs result)."""
+    total = st.f_blocks * st.f_frsize
+    return int(min(RESERVE_MAX, max(RESERVE_MIN, total * RESERVE_SHARE), total // 4))
+
+
+def free_bytes(st, system):
+    """Bytes a writer may still use: the system all that is free, others less the reserve."""
+    free = st.f_bavail * st.f_frsize
+    return free if system else free - reserve_bytes(st)
+
+
+def room(path, adding, system):
+    """None when ``adding`` bytes fit on the file system holding ``path``; else what to say."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None                              # unknown: the write itself will say
+    if st.f_blocks == 0:
+        return None                              # a pseudo file system (no size to guard)
+    left = free_bytes(st, system)
+    if adding <= left:
+        return None
+    free = st.f_bavail * st.f_frsize
+    if system:
+        return f"the disk holding {path} has {free} bytes free, fewer than the {adding} needed"
+    return (f"the disk holding {path} has {free} bytes free and the last {reserve_bytes(st)} are "
+            f"kept for the system, so {adding} more bytes do not fit; delete files or forget "
+            "memories you no longer need")
+
+
+def tree_bytes(root, now=time.monotonic):
+    """Bytes the tree at ``root`` holds (cached for CACHE_SECONDS); 0 when it does not exist."""
+    hit = _cache.get(root)
+    if hit is not None and now() - hit[1] < CACHE_SECONDS:
+        return hit[0]
+    total = _measure(root)
+    _cache[root] = [total, now()]
+    return total
+
+
+def moved(root, delta):
+    """Move the cached measure of ``root`` by ``delta`` bytes (a write or a delete just done)."""
+    hit = _cache.get(root)
+    if hit is not None:
+        hit[0] = max(0, hit[0] + delta)
+
+
+def forget(root=None):
+    """Drop the cached measure of ``root`` (all of them when None)."""
+    if root is None:
+        _cache.clear()
+    else:
+        _cache.pop(root, None)
+
+
+def _measure(root):
+    try:
+        device = os.stat(root).st_dev
+    except OSError:
+        return 0
+    total, seen, stack, inodes = 0, 0, [root], set()
+    while stack and seen < SCAN_MAX:
+        here = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                for entry in it:
+                    seen += 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                        if st.st_ino in inodes:
+                            continue             # one file under several names counts once
+                        inodes.add(st.st_ino)
+                    total += st.st_blocks * 512
+                    if stat.S_ISDIR(st.st_mode) and st.st_dev == device:
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return total
