@@ -5,15 +5,19 @@
 3. the image defaults, ``/etc/aether/defaults``;
 4. the built-in default below.
 
-Files hold ``key = value`` lines; ``#`` starts a comment.  A bad value never
-fails the boot: it is reported (where it came from, what is wrong, what is
-used instead) and the next source down is used.
+Files hold ``key = value`` lines.  ``#`` starts a comment at the start of a
+line or after a space (``key = value  # why``); a ``#`` inside a value is kept
+(``llm.api_key = sk-ab#cd``), and a value in double quotes is taken exactly as
+written (``key = "a # b"``).  A bad value never fails the boot: it is reported
+(where it came from, what is wrong, what is used instead) and the next source
+down is used.  Secrets (SECRETS) are never shown in a message: only their length.
 """
 
 CMDLINE = "/proc/cmdline"
 DATA_CONFIG = "/var/lib/aether/config"
 IMAGE_DEFAULTS = "/etc/aether/defaults"
 PREFIX = "aether."
+SECRETS = ("llm.api_key",)
 
 
 class ConfigError(ValueError):
@@ -158,15 +162,40 @@ def file_settings(text, origin, warn):
     """{key: value} from ``key = value`` lines; bad lines are reported to warn()."""
     found = {}
     for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
+        line = _uncomment(line).strip()
         if not line:
             continue
         key, sep, value = line.partition("=")
         if not sep or not key.strip():
-            warn(f"{origin}:{number}: ignoring {line!r}: expected 'key = value'")
+            secret = next((k for k in SECRETS if k in line), None)
+            what = repr(line) if secret is None else f"a line naming {secret} ({len(line)} characters)"
+            warn(f"{origin}:{number}: ignoring {what}: expected 'key = value'")
             continue
-        found[key.strip()] = value.strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        found[key.strip()] = value
     return found
+
+
+def _uncomment(line):
+    """The line without its comment: '#' first on the line, or after a space outside quotes."""
+    if line.lstrip().startswith("#"):
+        return ""
+    quoted = False
+    for i, ch in enumerate(line):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "#" and not quoted and i > 0 and line[i - 1] in " \t":
+            return line[:i]
+    return line
+
+
+def shown(key, value):
+    """A value as messages may show it: a secret is only its length."""
+    if key in SECRETS and value:
+        return f"<secret, {len(value)} characters>"
+    return repr(value)
 
 
 def _read(path):
@@ -194,8 +223,8 @@ class Config:
                 try:
                     self.values[key], self.origin[key] = check(settings[key]), origin
                 except ConfigError as e:
-                    warn(f"{origin}: {_spelled(key, origin)}={settings[key]!r} is not valid: {e}; "
-                         f"using {self._shown(key)!r} ({self.origin[key]})")
+                    warn(f"{origin}: {_spelled(key, origin)}={shown(key, settings[key])} is not "
+                         f"valid: {e}; using {shown(key, self._shown(key))} ({self.origin[key]})")
         for origin, settings in sources:
             if origin == "kernel command line" and settings.get("llm.api_key"):
                 warn("aether.llm.api_key is on the kernel command line, which every process can "

@@ -6,11 +6,18 @@ A frame is one JSON object on one line (UTF-8, ``\\n``-terminated), at most
 "error": {"code": "<code>", "message": "<what was wrong and how to fix it>"}}``.
 Events pushed to subscribers are ``{"event": {...}}``.  A bad frame gets an
 error answer and the connection stays usable.
+
+Everything that goes out is encodable: a string holding a lone surrogate (an
+id or alert text sent as ``"\\ud800"``, a file name that is not UTF-8) is
+written with JSON escapes (``ensure_ascii``) instead of making the encoder
+raise.  A request nested deeper than MAX_DEPTH is refused before anything
+walks it.
 """
 
 import json
 
 MAX_FRAME = 1 << 20          # bytes in one frame, newline included
+MAX_DEPTH = 64               # levels of nested arrays and objects in one request
 
 
 class AbiError(Exception):
@@ -96,11 +103,34 @@ ERRORS = {cls.code: cls for cls in (ParseError, InvalidRequest, TooLarge, Method
 
 
 def encode(message):
-    """One frame (bytes, newline-terminated) for a JSON-serialisable message."""
-    data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    """One frame (bytes, newline-terminated) for a JSON-serialisable message.
+
+    UTF-8 as it is; a message holding text that is not valid Unicode (lone
+    surrogates) is written with ``\\uXXXX`` escapes instead, so encoding never
+    fails on a string.  TooLarge when the frame would pass MAX_FRAME.
+    """
+    try:
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        data = text.encode() + b"\n"
+    except UnicodeEncodeError:
+        data = json.dumps(message, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+    except RecursionError:
+        raise TooLarge("the message is nested too deeply to encode") from None
     if len(data) > MAX_FRAME:
         raise TooLarge(f"the message is {len(data)} bytes; frames are limited to {MAX_FRAME}")
     return data
+
+
+def too_deep(value, limit=MAX_DEPTH):
+    """Is ``value`` nested more than ``limit`` levels deep? (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 def parse_request(line):
@@ -113,6 +143,9 @@ def parse_request(line):
         message = json.loads(line)
     except (UnicodeDecodeError, ValueError) as e:
         raise ParseError(f"the frame is not valid UTF-8 JSON: {e}") from None
+    except RecursionError:
+        raise ParseError(f"the frame is nested too deeply to parse; requests nest at most "
+                         f"{MAX_DEPTH} levels") from None
     if not isinstance(message, dict):
         raise InvalidRequest(f"a request is a JSON object, got {type(message).__name__}")
     request_id = message.get("id")
@@ -130,6 +163,9 @@ def parse_request(line):
         extra = set(message) - {"id", "method", "params"}
         if extra:
             raise InvalidRequest(f"unknown request fields: {', '.join(sorted(extra))}")
+        if too_deep(params, MAX_DEPTH - 1):
+            raise InvalidRequest(f"\"params\" nests arrays and objects more than {MAX_DEPTH} "
+                                 "levels deep; flatten it")
     except AbiError as e:
         e.request_id = request_id if isinstance(request_id, (int, str)) else None
         raise

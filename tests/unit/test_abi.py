@@ -37,7 +37,7 @@ class FakeConn:
         self.subscriptions = None
 
     def send(self, message):
-        json.dumps(message)                      # every answer is JSON-serialisable
+        protocol.encode(message)                 # every answer goes on the wire as it is
         self.sent.append(message)
 
 
@@ -139,15 +139,30 @@ def test_method_schemas_are_well_formed():
         check_schema(method.params, f"{method.name}.params")
 
 
+# Text with lone surrogates too (what "\\ud800" in a frame decodes to), and nesting as
+# deep as a hostile client likes.
+any_text = st.text(st.characters(blacklist_categories=()), max_size=20)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+    | any_text,
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(any_text.map(lambda t: t[:8]), c, max_size=4),
     max_leaves=12)
+deep_values = st.integers(1, 400).flatmap(
+    lambda n: st.sampled_from([[], {}]).map(lambda leaf: _nest(leaf, n)))
+
+
+def _nest(leaf, depth):
+    for i in range(depth):
+        leaf = [leaf] if i % 2 else {"k": leaf}
+    return leaf
+
+
 requests = st.fixed_dictionaries(
-    {"id": st.one_of(st.integers(), st.text(max_size=5), st.none(), st.booleans())},
+    {"id": st.one_of(st.integers(), st.text(max_size=5), any_text.map(lambda t: t[:5]), st.none(),
+                     st.booleans())},
     optional={"method": st.one_of(st.sampled_from(sorted(set(METHODS) - {"t.later"}) + ["ctx.x", "x"]),
                                         json_values),
-              "params": json_values, "junk": json_values})
+              "params": json_values | deep_values.map(lambda v: {"x": v}), "junk": json_values})
 
 
 @settings(max_examples=6000, deadline=None)
@@ -170,3 +185,37 @@ def test_fuzz_raw_bytes(data):
         s.handle(conn, item)
     for reply in conn.sent:
         assert reply.get("error", {}).get("code", "ok") in set(protocol.ERRORS) | {"ok"}
+
+
+def test_a_lone_surrogate_in_the_id_still_gets_its_answer():
+    conn, s = FakeConn(AGENT), server()
+    s.handle(conn, b'{"id": "\\ud800", "method": "t.echo", "params": {"x": 1}}')
+    s.handle(conn, b'{"id": 2, "method": "t.echo", "params": {"x": 2}}')
+    assert [m["id"] for m in conn.sent] == ["\ud800", 2]
+    assert json.loads(protocol.encode(conn.sent[0]))["id"] == "\ud800"     # reversible
+
+
+@pytest.mark.parametrize("text", ["\ud800", "caf\udce9", "ok \udfff and \U0001f600"])
+def test_encode_escapes_what_utf8_cannot_hold(text):
+    frame = protocol.encode({"event": {"kind": "alert", "message": text}})
+    assert frame.endswith(b"\n") and json.loads(frame)["event"]["message"] == text
+    assert protocol.encode({"x": "plain é"}) == '{"x":"plain é"}\n'.encode()   # UTF-8 as before
+
+
+@pytest.mark.parametrize("depth", [65, 200, 5000, 100000])
+def test_deep_nesting_is_refused_not_crashed(depth):
+    frame = b'{"id": 1, "method": "t.echo", "params": {"x": ' + b"[" * depth + b"]" * depth + b"}}"
+    reply = answer(frame)
+    assert reply["error"]["code"] in ("invalid_request", "parse_error")
+    assert "deep" in reply["error"]["message"]
+    deep = _nest([], 10000)
+    with pytest.raises(protocol.TooLarge):
+        protocol.encode({"result": deep})
+
+
+@settings(max_examples=300, deadline=None)
+@given(deep_values, any_text)
+def test_fuzz_deep_and_unencodable_params(value, text):
+    reply = answer({"id": text[:5] or 1, "method": "t.echo", "params": {"x": value, "y": text}})
+    assert reply["error"]["code"] in protocol.ERRORS
+

@@ -75,3 +75,23 @@ def test_cmdline_quotes_like_the_kernel():
     assert config.parse_cmdline('a "b c" d="e f" g') == ["a", "b c", "d=e f", "g"]
     assert config.cmdline_settings('aether.hostname="box" quiet aether.x=1') == {
         "hostname": "box", "x": "1"}
+
+
+def test_a_hash_inside_a_value_is_kept(tmp_path):
+    cfg, warnings = load(tmp_path, data="llm.api_key = sk-ab#cd#ef\n"
+                                        "llm.model = tiny   # the small one\n"
+                                        "# a whole-line comment\n"
+                                        'hostname = "box"\n')
+    assert cfg["llm.api_key"] == "sk-ab#cd#ef"         # cut at the first '#' before
+    assert cfg["llm.model"] == "tiny" and cfg["hostname"] == "box"
+    assert warnings == []
+    cfg, _ = load(tmp_path, data='llm.model = "a # b"\n')
+    assert cfg["llm.model"] == "a # b"
+
+
+def test_an_invalid_api_key_is_never_shown(tmp_path):
+    key = "sk-" + "s3cr3t" * 100                       # longer than the 500 allowed
+    cfg, warnings = load(tmp_path, data=f"llm.api_key = {key}\nllm.api_key {key}\n")
+    assert cfg["llm.api_key"] == ""
+    assert len(warnings) == 2 and all("s3cr3t" not in w for w in warnings), warnings
+    assert "603 characters" in warnings[1] or "603 characters" in warnings[0]
