@@ -29,7 +29,11 @@ from .reaper import Reaper
 
 RUN_DIR = "/run/aether"
 DATA_DIR = "/var/lib/aether"
-MANIFEST_DIRS = ("/etc/aether/agents", "/var/lib/aether/agents/manifests")
+# The image's built-ins, then the data partition's root-only manifests (never a tree an agent
+# can write: homes are <data>/home/<name>, see aether/agent/layout.py), with the owner their
+# names get (aether/agent/names.py).
+IMAGE_MANIFESTS = "/etc/aether/agents"
+MANIFEST_DIRS = (IMAGE_MANIFESTS, os.path.join(DATA_DIR, "manifests"))
 HOST_PORT = "org.aetheros.ctl"          # the virtio-serial port's name (run-qemu sets it)
 STOP_GRACE = 2.0
 AGENT_MEMORY_RESERVE = 96 << 20     # kept back from agents for the system itself
@@ -89,7 +93,7 @@ class Daemon:
         llm_calls.attach_store(self)                 # model-token spend persists from here on
         self.resummariser.start()
 
-    JOURNALED = ("agent.state", "agent.declared", "alert")
+    JOURNALED = ("agent.state", "agent.declared", "agent.reclaimed", "alert")
 
     def journal(self, kind, body, scope=None):
         """Record what the system does (principal "system"), in the next batch's commit."""
@@ -104,6 +108,9 @@ class Daemon:
         os.makedirs(self.run_dir, exist_ok=True)
         self.open_store()
         self.events.subscribers.append(self._journal_event)
+        for message in self.supervisor.notices:          # setting up the data partition refused something
+            self.events.publish({"kind": "alert", "level": "critical", "message": message, "agent": None,
+                                 "source": "aetherd", "data": None})
         self.loop.on_signal(_signal.SIGCHLD, self.reaper.reap)
         self.loop.on_signal(_signal.SIGTERM, lambda _s: self.shutdown())
         self.loop.on_signal(_signal.SIGINT, lambda _s: self.shutdown())
@@ -111,9 +118,10 @@ class Daemon:
         if self.host_port:
             self.server.serve_port(self.host_port)
         for directory in self.manifest_dirs:
+            owner = "image" if directory == IMAGE_MANIFESTS else "system"
             for manifest in manifests.load_dir(directory, self.log.warning).values():
                 try:
-                    self.supervisor.declare(manifest)
+                    self.supervisor.declare(manifest, owner=owner)
                     self.supervisor.start(manifest.name)
                 except Exception as e:  # noqa: BLE001 - one bad agent must not stop the others
                     self.log.warning(f"agent {manifest.name} from {manifest.origin} not started: {e}")
@@ -201,7 +209,7 @@ def parse_args(argv):
                              "[--host] [--run-dir DIR] [--data-dir DIR] [--manifests DIR]... "
                              "[--cgroup-root DIR] [--port PATH]")
     if not opts["manifests"] and not opts["host"]:
-        opts["manifests"] = list(MANIFEST_DIRS)
+        opts["manifests"] = [IMAGE_MANIFESTS, os.path.join(opts["data_dir"], "manifests")]
     return opts
 
 

@@ -43,12 +43,31 @@ def _fail(origin, field, value, rule):
     raise ManifestError(f"{origin}: {field} = {shown}: {rule}")
 
 
-def name(origin, field, value):
+# Names no agent may take: the data partition's own trees (aether.agent.layout), the cgroup
+# leaf "self", the principals that are not agents, and the intent shell's own command words
+# (an agent called "status" would take the word over).
+RESERVED = frozenset({
+    "manifests", "home", "system", "agents", "packages", "self", "root", "host", "shell", "user",
+    "aether", "aetherd", "init", "console", "legacy", "image", "uid", "all", "none",
+    "status", "explain", "reboot", "poweroff", "shutdown", "halt", "help", "undo", "history",
+    "yes", "no", "exit", "quit",
+})
+
+
+def check_name(value, origin="agent", field="name", reserved_ok=False):
+    """An agent's name: the last component of every path and cgroup made from it."""
     if (not isinstance(value, str) or not 1 <= len(value) <= 32 or not value[0].isalpha()
             or not set(value) <= NAME_CHARS):
         _fail(origin, field, value, "1-32 characters: lower-case letters, digits and '-', "
                                     "starting with a letter")
+    if value in RESERVED and not reserved_ok:
+        _fail(origin, field, value, "a reserved name (the system's own trees and principals, and the "
+                                    f"shell's words: {', '.join(sorted(RESERVED))}); choose another")
     return value
+
+
+def name(origin, field, value):
+    return check_name(value, origin, field)
 
 
 def text(limit):
@@ -189,9 +208,10 @@ REQUIRED = ("name", "program")
 class Manifest:
     """A validated manifest: attributes are the FIELDS with dots as underscores."""
 
-    def __init__(self, values, origin):
+    def __init__(self, values, origin, given=None):
         self.origin = origin
         self.values = values
+        self.given = frozenset(values if given is None else given)   # the fields the author wrote
         for key, value in values.items():
             setattr(self, key.replace(".", "_"), value)
 
@@ -202,7 +222,7 @@ class Manifest:
         values = dict(self.values)
         for key, value in changes.items():
             values[key.replace("__", ".")] = value
-        return Manifest(values, self.origin)
+        return Manifest(values, self.origin, self.given | {k.replace("__", ".") for k in changes})
 
 
 def _flatten(data, origin, prefix=""):
@@ -237,7 +257,7 @@ def from_dict(data, origin="manifest"):
     if values["backoff.max"] < values["backoff.initial"]:
         raise ManifestError(f"{origin}: backoff.max ({values['backoff.max']:g}s) is shorter than "
                             f"backoff.initial ({values['backoff.initial']:g}s)")
-    manifest = Manifest(values, origin)
+    manifest = Manifest(values, origin, given=set(flat))
     manifest.notices = notices
     return manifest
 

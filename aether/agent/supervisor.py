@@ -8,6 +8,11 @@ of their state machines.
   parent's (and its cgroup is nested under the parent's, so the kernel holds
   it to that); stopping a parent stops its subtree; a parent is told (by an
   event) when a child ends and why.
+* Identity: a name is an identity with an owner that survives restarts
+  (names.py); its home is ``home/<name>`` on the data partition (layout.py),
+  apart from every tree aetherd reads.  A child never gets more than its
+  parent: no grant or root the parent lacks, no CPU or process limit above the
+  parent's (``_inherit``).
 * Groups: with cgroup v2 each agent's processes live in its own cgroup (limits,
   usage, kill).  Without it (a development host), process groups stand in and
   limits are not enforced; the supervisor says so once, loudly.
@@ -20,13 +25,14 @@ from collections import deque
 from . import launch as _launch
 from .. import spawn as _spawn
 from .cgroup import Cgroups, CgroupError
+from .layout import Layout
+from .names import LEGACY, Names, NameRefused
 from .machine import Agent
 from ..broker.spend import Exhausted, Ledger, LedgerError
 from ..states import (ADMIT, EXIT, FAILED, RESTING, RUNNING, SPAWN_FAILED, START, STARTED, STARTING, STOP,
                       STOPPED, STOPPING, WAITING)
 
 LOG_LINES = 500
-FIRST_UID = 10000
 ACTIVE = frozenset({STARTING, RUNNING, STOPPING})
 
 
@@ -123,34 +129,6 @@ def _kill(pid, sig):
         pass
 
 
-class UidMap:
-    """A stable uid per agent name, kept on the data location so files keep their owner."""
-
-    def __init__(self, path):
-        self.path = path
-        self.uids = {}
-        try:
-            with open(path) as f:
-                for line in f:
-                    name, _, uid = line.partition(" ")
-                    if name and uid.strip().isdigit():
-                        self.uids[name] = int(uid)
-        except OSError:
-            pass
-
-    def get(self, name):
-        if name not in self.uids:
-            self.uids[name] = max(self.uids.values(), default=FIRST_UID - 1) + 1
-            tmp = self.path + ".tmp"
-            try:
-                with open(tmp, "w") as f:
-                    f.writelines(f"{n} {u}\n" for n, u in sorted(self.uids.items()))
-                os.replace(tmp, self.path)
-            except OSError:
-                pass
-        return self.uids[name]
-
-
 class Supervisor:
     def __init__(self, loop, reaper, log, publish, data_dir, cgroups=None,
                  memory_pool=256 << 20, context_pool=1_000_000, stop_timeout=5.0,
@@ -169,8 +147,9 @@ class Supervisor:
         self.llm_view = None             # principal -> its model-call counters (set by aetherd)
         self.shutting_down = False
         self._admit_pending = False
-        os.makedirs(os.path.join(data_dir, "agents"), exist_ok=True)
-        self.uids = UidMap(os.path.join(data_dir, "agents", "uids"))
+        self.notices = []                # alerts from setting up the data partition, for aetherd
+        self.layout = Layout(data_dir)
+        self.names = self._open_names()
         if not self.groups.enforced:
             log.warning("agents: no cgroup v2 hierarchy here: agent limits are NOT enforced "
                         "(process groups stand in for cgroups)")
@@ -179,6 +158,37 @@ class Supervisor:
         for problem in _launch.policy(self.own_uids).problems():
             log.warning(f"agents: {problem}" + (": agents are refused until it is fixed"
                                                  if self.own_uids else ""))
+
+    def _open_names(self):
+        """The data partition's trees, the old layout moved (once), and the registry of names."""
+        self.layout.prepare()
+        legacy = self.layout.migrate(self._notice)
+        names = Names(self.layout.names_file(), self.log)
+        if names.problem:
+            self._notice(names.problem)
+        for entry in sorted(os.listdir(self.layout.homes)):
+            if entry not in names.entries:
+                legacy.setdefault(entry, None)          # a home without an owner: legacy
+        names.adopt({n: u for n, u in legacy.items() if self._nameable(n)})
+        self.layout.mark_migrated()
+        return names
+
+    @staticmethod
+    def _nameable(name):
+        from .manifest import ManifestError, check_name
+        try:
+            check_name(name)
+            return True
+        except ManifestError:
+            return False
+
+    def _notice(self, message):
+        self.log.warning(f"agents: {message}")
+        self.notices.append(message)
+
+    def home(self, name):
+        """The agent's home directory (home/<name> on the data partition)."""
+        return self.layout.home(name)
 
     def _clear_leftovers(self, cgroups):
         """Agents a previous aetherd left running (it crashed; PID 1 restarted us) are stopped:
@@ -233,13 +243,10 @@ class Supervisor:
         m = agent.manifest
         procs_file = self.groups.prepare(agent)
         if self.own_uids:
-            uid = gid = 0 if m.user == "root" else self.uids.get(agent.name)
+            uid = gid = 0 if m.user == "root" else self.names.uid(agent.name)
         else:
             uid, gid = os.getuid(), os.getgid()
-        home = os.path.join(self.data_dir, "agents", agent.name)
-        os.makedirs(home, exist_ok=True)
-        if self.own_uids:
-            os.chown(home, uid, gid)
+        home = self._make_home(agent.name, uid, gid)
         r, w = os.pipe2(os.O_CLOEXEC)
         env = {"PATH": "/usr/bin", "HOME": home, "LANG": "C.UTF-8", "AETHER_AGENT": agent.name,
                "AETHER_SOCKET": self.socket_path, **m.env}
@@ -263,6 +270,22 @@ class Supervisor:
         self.reaper.claim(pid, reaped)
         self._capture(agent.name, r)
         return pid
+
+    def _make_home(self, name, uid, gid):
+        """home/<name>: a real directory (never a link), the agent's own, 0700."""
+        home = self.home(name)
+        try:
+            os.mkdir(home, 0o700)
+        except FileExistsError:
+            pass
+        fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if self.own_uids:
+                os.fchown(fd, uid, gid)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+        return home
 
     def signal(self, agent, sig):
         self.groups.signal(agent, sig)
@@ -317,15 +340,36 @@ class Supervisor:
 
     # -- requests ---------------------------------------------------------------------
 
-    def declare(self, manifest, parent=None, spawned_by=None):
+    def declare(self, manifest, parent=None, spawned_by=None, owner=None, reclaim=False):
+        """Add an agent to the table.  Its name is claimed for ``agent:<parent>`` (a child) or for
+        owner (who declared a top-level agent: shell, host, image, system); ``reclaim`` (the
+        privileged only: the caller checks) takes a name over from its owner, with an event."""
         if manifest.name in self.agents:
             raise AgentError("conflict", f"an agent named {manifest.name!r} already exists "
                                          f"(state {self.agents[manifest.name].state})")
         lineage = [manifest.name]
         if parent is not None:
-            owner = self._get(parent)
-            manifest = self._carve(owner, manifest)
-            lineage = owner.lineage + [manifest.name]
+            owner = f"agent:{self._get(parent).name}"
+        owner = owner or spawned_by or "system"
+        try:
+            self.names.check(manifest.name, owner, reclaim=reclaim)     # whose name it is, first
+        except NameRefused as e:
+            raise AgentError(e.kind, str(e)) from None
+        if parent is not None:
+            owner_agent = self._get(parent)
+            manifest = self._inherit(owner_agent, manifest)
+            manifest = self._carve(owner_agent, manifest)
+            lineage = owner_agent.lineage + [manifest.name]
+        else:
+            self._fits_pool(manifest)
+        try:
+            previous = self.names.claim(manifest.name, owner, reclaim=reclaim)
+        except NameRefused as e:
+            raise AgentError(e.kind, str(e)) from None
+        if previous not in (None, owner):
+            self.publish({"kind": "agent.reclaimed", "agent": manifest.name, "parent": parent,
+                          "from": previous, "to": owner, "by": spawned_by or owner,
+                          "legacy": previous == LEGACY})
         self._open_spend(manifest, parent)
         agent = Agent(manifest, self, parent=parent, lineage=lineage, spawned_by=spawned_by)
         self.agents[agent.name] = agent
@@ -334,6 +378,37 @@ class Supervisor:
             self.agents[parent].children.append(agent.name)
         self.publish({"kind": "agent.declared", "agent": agent.name, "parent": parent})
         return agent
+
+    def _inherit(self, parent, manifest):
+        """A child never gets more than its parent: no grant the parent lacks, root only below a
+        root parent, CPU and process limits within the parent's (an explicit larger one is
+        refused; a default one is lowered to the parent's)."""
+        pm = parent.manifest
+        extra = sorted(set(manifest.grant) - set(pm.grant))
+        if extra:
+            raise AgentError("permission", f"{manifest.name}: grant {extra} is more than its parent "
+                                           f"{parent.name} has ({pm.grant or 'no grants'}); a child "
+                                           "never gets more than its parent")
+        if manifest.user == "root" and pm.user != "root":
+            raise AgentError("permission", f"{manifest.name}: user = 'root' below {parent.name}, which "
+                                           "runs as its own uid: a child never gets more than its parent")
+        changes = {}
+        for field, unit in (("limits.cpu", "CPUs"), ("limits.pids", "processes")):
+            mine, theirs = manifest.values[field], pm.values[field]
+            if theirs is None or (mine is not None and mine <= theirs):
+                continue
+            if field in manifest.given and mine is not None:
+                raise AgentError("budget", f"{manifest.name}: {field} {mine:g} {unit} is more than its "
+                                           f"parent {parent.name}'s ({theirs:g})")
+            changes[field.replace(".", "__")] = theirs
+        return manifest.with_changes(**changes) if changes else manifest
+
+    def _fits_pool(self, manifest):
+        """A top-level agent's memory must fit in the machine's pool, or it would wait forever."""
+        if manifest.limits_memory > self.memory_pool:
+            raise AgentError("budget", f"{manifest.name}: limits.memory {manifest.limits_memory >> 20} MiB "
+                                       f"is more than the whole pool for agents "
+                                       f"({self.memory_pool >> 20} MiB); it could never start")
 
     def _carve(self, parent, manifest):
         """A child's limits must fit in what its parent has not given to other children."""
@@ -422,10 +497,13 @@ class Supervisor:
 
     # -- views ------------------------------------------------------------------------
 
-    def set_limits(self, name, memory=None, cpu=None, pids=None):
-        """Change an agent's limits (a child's memory must fit in its parent's); applied live.
+    def set_limits(self, name, memory=None, cpu=None, pids=None, may_raise=True):
+        """Change an agent's limits; applied live.  Returns the limits before the change.
 
-        Returns the limits before the change, so a caller can put them back."""
+        ``may_raise`` is False when an agent changes its own limits: it may lower them, never
+        raise them.  Whoever asks, a child's limits stay within its parent's (its memory within
+        what the parent has not given its other children), a parent's memory never drops below
+        what its children hold, and a top-level agent's memory fits in the machine's pool."""
         agent = self._get(name)
         m = agent.manifest
         previous = {"memory": m.limits_memory, "cpu_percent": m.limits_cpu * 100 if m.limits_cpu else None,
@@ -437,16 +515,56 @@ class Supervisor:
             changes["limits__cpu"] = cpu
         if pids is not None:
             changes["limits__pids"] = pids
-        if agent.parent is not None and memory is not None:
-            parent = self.agents[agent.parent].manifest.limits_memory
-            if memory > parent:
-                raise AgentError("budget", f"{name}: memory {memory >> 20} MiB exceeds its parent "
-                                           f"{agent.parent}'s whole limit ({parent >> 20} MiB)")
+        if not may_raise:
+            self._only_lower(agent, memory, cpu, pids)
+        self._limits_fit(agent, memory, cpu, pids)
         agent.manifest = m.with_changes(**changes)
         self.groups.apply_limits(agent)
         self.publish({"kind": "agent.limits", "agent": name, "parent": agent.parent,
                       "limits": {k.split("__")[1]: v for k, v in changes.items()}})
         return previous
+
+    @staticmethod
+    def _only_lower(agent, memory, cpu, pids):
+        m = agent.manifest
+        for what, new, now in (("memory", memory, m.limits_memory), ("cpu", cpu, m.limits_cpu),
+                               ("pids", pids, m.limits_pids)):
+            if new is not None and now is not None and new > now:
+                raise AgentError("permission", f"{agent.name} may lower its own {what} limit, never raise "
+                                               f"it ({now:g} -> {new:g}); its parent or the shell can")
+
+    def _limits_fit(self, agent, memory, cpu, pids):
+        """Refuse new limits that break the parent's, the children's or the pool's bounds."""
+        m = agent.manifest
+        if memory is not None:
+            held = sum(self.agents[c].manifest.limits_memory for c in agent.children if c in self.agents
+                       and self.agents[c].state not in (STOPPED, FAILED))
+            if memory < held:
+                raise AgentError("budget", f"{agent.name}: memory {memory >> 20} MiB is less than its "
+                                           f"children hold ({held >> 20} MiB); lower theirs first")
+        if agent.parent is None:
+            if memory is not None and memory > m.limits_memory:
+                active = agent.state in ACTIVE          # a resting one only has to fit when it starts
+                free = self.memory_pool - (self.reserved()[0] - m.limits_memory if active else 0)
+                if memory > free:
+                    raise AgentError("budget", f"{agent.name}: memory {memory >> 20} MiB does not fit in "
+                                               f"the pool for agents ({max(0, free) >> 20} MiB free of "
+                                               f"{self.memory_pool >> 20} MiB)")
+            return
+        parent = self.agents[agent.parent]
+        pm = parent.manifest
+        if memory is not None:
+            siblings = sum(self.agents[c].manifest.limits_memory for c in parent.children
+                           if c != agent.name and c in self.agents
+                           and self.agents[c].state not in (STOPPED, FAILED))
+            free = pm.limits_memory - siblings
+            if memory > free:
+                raise AgentError("budget", f"{agent.name}: memory {memory >> 20} MiB exceeds what its parent "
+                                           f"{parent.name} has for it ({max(0, free) >> 20} MiB)")
+        for what, new, theirs in (("cpu", cpu, pm.limits_cpu), ("pids", pids, pm.limits_pids)):
+            if new is not None and theirs is not None and new > theirs:
+                raise AgentError("budget", f"{agent.name}: {what} {new:g} is more than its parent "
+                                           f"{parent.name}'s ({theirs:g})")
 
     def _context_view(self, agent):
         """The agent's model budgets (window, spend) and its model calls."""

@@ -95,7 +95,7 @@ def test_forked_python_agent_runs_in_its_home(aetherd):
                                     "args": ["report.txt", "0"]})      # relative: its home
     s = sleep_until(lambda: (s := state(c, "py"))["state"] == "exited" and s, 5)
     assert s["last_exit"] == 0
-    home = aetherd.data / "agents" / "py"
+    home = aetherd.data / "home" / "py"
     assert (home / "report.txt").exists()        # its cwd is its home (own uids: VM tests)
 
 
@@ -170,7 +170,7 @@ def run_probe(c, aetherd, name, calls, **extra):
                                     "args": ["probe.json", json.dumps(calls)], "restart": "never",
                                     **extra})
     sleep_until(lambda: state(c, name)["state"] in ("exited", "failed"), 20)
-    out = aetherd.data / "agents" / name / "probe.json"
+    out = aetherd.data / "home" / name / "probe.json"
     assert out.exists(), c.call("agent.logs", name=name)
     return json.loads(out.read_text())
 

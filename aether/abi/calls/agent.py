@@ -4,10 +4,11 @@ import _signal
 
 from ...agent.manifest import ManifestError, from_dict
 from ...agent.supervisor import AgentError
-from ..methods import AGENT, ANY, NAME, Method, obj
-from ..protocol import BudgetExhausted, Conflict, InvalidParams, NotFound, PermissionDenied
+from ..methods import AGENT, ANY, NAME, PUBLIC, Method, obj
+from ..protocol import BudgetExhausted, Conflict, InvalidParams, NotFound, PermissionDenied, Unavailable
 
-ERRORS = {"not_found": NotFound, "conflict": Conflict, "budget": BudgetExhausted}
+ERRORS = {"not_found": NotFound, "conflict": Conflict, "budget": BudgetExhausted,
+          "permission": PermissionDenied, "unavailable": Unavailable}
 SIGNALS = {"TERM": _signal.SIGTERM, "KILL": _signal.SIGKILL, "INT": _signal.SIGINT,
            "HUP": _signal.SIGHUP, "USR1": _signal.SIGUSR1, "USR2": _signal.SIGUSR2,
            "STOP": _signal.SIGSTOP, "CONT": _signal.SIGCONT}
@@ -45,19 +46,27 @@ def inspect(d, caller, params, conn):
 
 
 def spawn(d, caller, params, conn):
-    """Declare an agent from a manifest and start it; an agent's spawn is its own child."""
+    """Declare an agent from a manifest and start it; an agent's spawn is its own child.
+
+    What a child may have (grants, root, limits) is the supervisor's rule for every
+    caller: never more than its parent.  Only the privileged spawn top-level agents,
+    and only they may take a name over from its owner (``reclaim``)."""
     try:
         manifest = from_dict(params["manifest"], origin="agent.spawn manifest")
     except ManifestError as e:
         raise InvalidParams(str(e)) from None
     parent = params.get("parent")
-    if caller.agent:
+    if not caller.privileged:
         if parent not in (None, caller.agent) and not owns(d, caller, parent):
             raise PermissionDenied(f"{caller.principal} may spawn only below itself")
         parent = parent or caller.agent
         if manifest.user == "root":
             raise PermissionDenied(f"{caller.principal} may not spawn a root agent")
-    agent = _call(d.supervisor.declare, manifest, parent, caller.principal)
+        if params.get("reclaim"):
+            raise PermissionDenied(f"{caller.principal} may not take a name over (reclaim): "
+                                   "only the shell and the host may")
+    agent = _call(d.supervisor.declare, manifest, parent, caller.principal, caller.principal,
+                  bool(params.get("reclaim")))
     if params.get("start", True):
         d.supervisor.start(agent.name)
     return d.supervisor.inspect(agent.name)
@@ -108,6 +117,7 @@ def set_limits(d, caller, params, conn):
     """Change an agent's memory, CPU or process limit; answers with the limits before the change."""
     from ...agent import manifest as mf
     name = _owned(d, caller, params["name"], "set the limits of")
+    own = caller.agent == name             # an agent on itself: lower only
     origin = f"agent.set_limits {name}"
     try:
         memory = mf.size(origin, "memory", params["memory"]) if "memory" in params else None
@@ -117,7 +127,7 @@ def set_limits(d, caller, params, conn):
         raise InvalidParams(str(e)) from None
     if memory is None and cpu is None and pids is None:
         raise InvalidParams(f"{origin}: give at least one of memory (bytes), cpu_percent, pids")
-    previous = _call(d.supervisor.set_limits, name, memory, cpu, pids)
+    previous = _call(d.supervisor.set_limits, name, memory, cpu, pids, not own)
     return {"name": name, "previous": previous, "limits": d.supervisor.inspect(name)["limits"]}
 
 
@@ -127,13 +137,14 @@ def queue(d, caller, params, conn):
 
 MANIFEST = {"type": "object", "description": "an agent manifest (see docs/abi.md), as JSON"}
 METHODS = [
-    Method("agent.list", listing, obj(), ANY, "every agent: name, state, pid, parent, reason"),
-    Method("agent.inspect", inspect, obj(["name"], name=NAME), ANY,
+    Method("agent.list", listing, obj(), PUBLIC, "every agent: name, state, pid, parent, reason"),
+    Method("agent.inspect", inspect, obj(["name"], name=NAME), PUBLIC,
            "state, lineage, limits, live usage, restarts and last exit of one agent"),
     Method("agent.spawn", spawn, obj(["manifest"], manifest=MANIFEST, parent=NAME,
-                                     start={"type": "boolean"}), ANY,
+                                     start={"type": "boolean"}, reclaim={"type": "boolean"}), ANY,
            "declare an agent from a manifest and start it; an agent's spawn becomes its child, "
-           "its limits carved out of the caller's"),
+           "its limits carved out of the caller's, never more than it has; a name stays with "
+           "whoever declared it first (reclaim: the privileged take it over, journalled)"),
     Method("agent.stop", stop, obj(["name"], name=NAME), ANY,
            "stop an agent and its subtree (TERM, then KILL after the stop timeout)"),
     Method("agent.start", start, obj(["name"], name=NAME), ANY, "start a stopped, exited or failed agent"),
@@ -151,7 +162,8 @@ METHODS = [
            obj(["name"], name=NAME, memory={"type": "integer", "minimum": 1 << 20},
                cpu_percent={"type": "number", "minimum": 1, "maximum": 6400},
                pids={"type": "integer", "minimum": 1, "maximum": 100000}), ANY,
-           "change an agent's memory (bytes), CPU (% of one CPU) or process limit, live; "
-           "answers with the previous limits"),
-    Method("agent.queue", queue, obj(), ANY, "agents waiting for resources, in admission order, with reasons"),
+           "change an agent's memory (bytes), CPU (% of one CPU) or process limit, live; an agent "
+           "may lower its own, a parent set a child's within its own, the privileged within the "
+           "pool; answers with the previous limits"),
+    Method("agent.queue", queue, obj(), PUBLIC, "agents waiting for resources, in admission order, with reasons"),
 ]

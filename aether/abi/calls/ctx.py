@@ -10,7 +10,7 @@ caller is privileged.
 
 import os
 
-from ..methods import ANY, PRIVILEGED, Method, obj
+from ..methods import ANY, PRIVILEGED, PUBLIC, Method, obj
 from ..protocol import (BudgetExhausted, Conflict, Internal, InvalidParams, NotFound, PermissionDenied,
                         Unavailable)
 from ..server import Deferred
@@ -75,7 +75,7 @@ def _confined(d, caller, path):
         return path
     if not caller.agent:
         raise PermissionDenied(f"{caller.principal} has no directory of its own to export to")
-    home = os.path.realpath(os.path.join(d.supervisor.data_dir, "agents", caller.agent))
+    home = os.path.realpath(d.supervisor.home(caller.agent))
     full = os.path.realpath(os.path.join(home, path))
     if full != home and not full.startswith(home + os.sep):
         raise PermissionDenied(f"{caller.principal} may use files only inside {home} (got {path!r})")
@@ -185,9 +185,12 @@ CALLS = {
               False, (), "what a scope held at an earlier time"),
 }
 
-METHODS = [Method(f"ctx.{name}", call(name, write, paths), schema, ANY, doc)
+# Calls that change nothing: a plain local uid may make them (the store shows it what it was granted).
+READS = frozenset({"journal", "verify", "recall", "search", "window", "goal", "goals", "usage", "pressure",
+                   "compacted", "scopes", "grants", "as_of"})
+METHODS = [Method(f"ctx.{name}", call(name, write, paths), schema, PUBLIC if name in READS else ANY, doc)
            for name, (schema, write, paths, doc) in CALLS.items()]
-METHODS.append(Method("ctx.info", info, obj(), ANY,
+METHODS.append(Method("ctx.info", info, obj(), PUBLIC,
                       "where the store lives, whether it is durable (a data disk) or in memory, its journal "
                       "head, and what rewriting summaries with the model did and cost"))
 METHODS.append(Method("ctx.check", check, obj(), PRIVILEGED,

@@ -5,7 +5,7 @@ import os
 from ... import localstatus, sysinfo
 from .. import VERSION
 from ..identity import agent_of_cgroup, cgroup_of
-from ..methods import ANY, PRIVILEGED, Method, obj
+from ..methods import ANY, PRIVILEGED, PUBLIC, Method, obj
 
 
 def _meminfo():
@@ -139,14 +139,14 @@ def hello(d, caller, params, conn):
 
 KINDS = {"type": "array", "items": {"type": "string", "maxLength": 64}, "maxItems": 32}
 METHODS = [
-    Method("abi.hello", hello, obj(version={"type": "integer", "minimum": 1}), ANY,
+    Method("abi.hello", hello, obj(version={"type": "integer", "minimum": 1}), PUBLIC,
            "the server's protocol version, who you are, and every method with its parameters"),
-    Method("sys.info", info, obj(), ANY,
+    Method("sys.info", info, obj(), PUBLIC,
            "kernel, uptime, CPUs, load, memory, pressure (PSI), disks, network, agents, context"),
     Method("sys.processes", processes, obj(limit={"type": "integer", "minimum": 1, "maximum": 100000}),
-           ANY, "the process table: pid, parent, state, memory, command line, agent"),
-    Method("sys.agents", agents, obj(), ANY, "the agent table"),
-    Method("sys.subscribe", subscribe, obj(kinds=KINDS), ANY,
+           PUBLIC, "the process table: pid, parent, state, memory, command line, agent"),
+    Method("sys.agents", agents, obj(), PUBLIC, "the agent table"),
+    Method("sys.subscribe", subscribe, obj(kinds=KINDS), PUBLIC,
            "push events of these kinds (e.g. agent, agent.state, alert; default all) on this connection"),
     Method("sys.alert", alert, obj(["level", "message"],
                                    level={"type": "string", "enum": ["info", "warning", "critical"]},
@@ -156,6 +156,6 @@ METHODS = [
     Method("sys.power", power, obj(["action"], action={"type": "string", "enum": sorted(POWER)}), PRIVILEGED,
            "power off or reboot the machine: PID 1 stops every agent and service first"),
     Method("sys.events", events, obj(since={"type": "integer", "minimum": 0},
-                                     limit={"type": "integer", "minimum": 1, "maximum": 10000}), ANY,
+                                     limit={"type": "integer", "minimum": 1, "maximum": 10000}), PUBLIC,
            "recent events after sequence number `since`"),
 ]

@@ -6,12 +6,10 @@ its own processes; the privileged (shell, host) may touch everything.
 Fast tools run in aetherd's loop; ``fetch.url`` runs in a forked worker.
 """
 
-import os
-
 from ... import tools
 from ...tools import processes
 from .. import worker
-from ..methods import ANY, Method, obj
+from ..methods import ANY, PUBLIC, Method, obj
 from ..protocol import (Conflict, Internal, InvalidParams, MethodNotFound, NotFound,
                         PermissionDenied, TooLarge, Unavailable)
 
@@ -27,7 +25,7 @@ def tool_caller(d, caller):
         return tools.Caller(caller.principal, caller.uid or 0, privileged=True)
     if caller.agent and caller.agent in d.supervisor.agents:
         agent = d.supervisor.agents[caller.agent]
-        home = os.path.join(d.supervisor.data_dir, "agents", caller.agent)
+        home = d.supervisor.home(caller.agent)
         return tools.Caller(caller.principal, caller.uid, root=home, gid=caller.gid,
                             owns_pid=processes.in_cgroup("/aether/agents/" + "/".join(agent.lineage)))
     return tools.Caller(caller.principal, caller.uid, gid=caller.gid)
@@ -64,7 +62,7 @@ def call(d, caller, params, conn):
 
 
 METHODS = [
-    Method("tool.list", listing, obj(), ANY,
+    Method("tool.list", listing, obj(), PUBLIC,
            "every built-in tool: name, description, argument schema, and whether it is risky"),
     Method("tool.call", call, obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 64},
                                   args={"type": "object"}), ANY,

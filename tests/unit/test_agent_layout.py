@@ -1,0 +1,114 @@
+"""The data partition's layout (issue 15, item 3): homes apart from what aetherd reads, and the
+one-time move of the old layout that trusts nothing an agent could have written."""
+
+import json
+import os
+
+import pytest
+
+from aether.agent.layout import LayoutError
+from aether.agent.supervisor import Supervisor
+
+
+class FakeLoop:
+    def call_later(self, *_a):
+        pass
+
+
+class FakeLog:
+    def warning(self, _msg):
+        pass
+
+    error = info = warning
+
+ROOT = os.geteuid() == 0
+AGENT_UID = 10003
+
+
+def supervisor(data):
+    return Supervisor(FakeLoop(), None, FakeLog(), [].append, str(data), own_uids=False)
+
+
+def legacy(data, manifest_owner=0, dir_owner=0):
+    """The old layout: agents/<name> homes, agents/manifests, agents/uids."""
+    agents = data / "agents"
+    (agents / "web").mkdir(parents=True)
+    (agents / "web" / "notes.txt").write_text("mine")
+    (agents / "uids").write_text("web 10001\nmanifests 10003\n")
+    manifests = agents / "manifests"
+    manifests.mkdir()
+    (manifests / "mine.toml").write_text('name = "mine"\nprogram = "/bin/true"\n')
+    (manifests / "evil.toml").write_text('name = "evil"\nprogram = "/bin/sh"\nuser = "root"\n'
+                                         'grant = ["root"]\n')
+    os.chown(manifests / "evil.toml", manifest_owner, manifest_owner)
+    os.chown(manifests, dir_owner, dir_owner)
+    return agents
+
+
+def test_a_fresh_data_partition_gets_root_only_trees(tmp_path):
+    sup = supervisor(tmp_path / "data")
+    modes = {d: os.stat(tmp_path / "data" / d).st_mode & 0o777 for d in ("home", "manifests", "system")}
+    assert modes == {"home": 0o711, "manifests": 0o700, "system": 0o700}
+    assert sup.home("web") == str(tmp_path / "data" / "home" / "web")
+    with pytest.raises(Exception):
+        sup.home("../system")
+
+
+def test_a_planted_link_for_a_system_tree_stops_the_setup(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "data" / "manifests")
+    with pytest.raises(LayoutError, match="planted"):
+        supervisor(tmp_path / "data")
+
+
+@pytest.mark.skipif(not ROOT, reason="file owners need root")
+def test_manifests_an_agent_planted_in_the_old_tree_are_not_run(tmp_path):
+    data = tmp_path / "data"
+    legacy(data, manifest_owner=AGENT_UID, dir_owner=AGENT_UID)      # the home of agent 'manifests'
+    sup = supervisor(data)
+    assert not os.listdir(data / "manifests")                         # nothing moved where aetherd reads
+    assert any("NOT" in n and "run" in n for n in sup.notices)
+    assert (data / "home" / "manifests" / "evil.toml").exists()      # kept, inert, for inspection
+    assert (data / "home" / "web" / "notes.txt").read_text() == "mine"
+    assert sup.names.uid("web") == 10001 and sup.names.owner("web") == "legacy"
+
+
+@pytest.mark.skipif(not ROOT, reason="file owners need root")
+def test_root_placed_legacy_manifests_move_and_a_foreign_file_among_them_does_not(tmp_path):
+    data = tmp_path / "data"
+    legacy(data, manifest_owner=AGENT_UID, dir_owner=0)
+    sup = supervisor(data)
+    assert sorted(os.listdir(data / "manifests")) == ["mine.toml"]
+    assert any("evil.toml" in n for n in sup.notices)
+    assert (data / "system" / "layout").read_text().strip() == "2"
+    again = supervisor(data)                                          # once only
+    assert again.notices == [] and sorted(os.listdir(data / "manifests")) == ["mine.toml"]
+
+
+@pytest.mark.skipif(not ROOT, reason="file owners need root")
+def test_a_uid_table_an_agent_wrote_is_not_trusted(tmp_path):
+    data = tmp_path / "data"
+    agents = legacy(data)
+    os.chown(agents / "uids", AGENT_UID, AGENT_UID)
+    sup = supervisor(data)
+    assert any("uid table" in n for n in sup.notices)
+    assert sup.names.owner("web") == "legacy"                        # its home still makes it legacy
+
+
+def test_the_name_registry_is_written_atomically_and_a_bad_one_fails_closed(tmp_path):
+    data = tmp_path / "data"
+    sup = supervisor(data)
+    sup.declare(sup_manifest("web"), None, "shell", owner="shell")
+    entries = json.loads((data / "system" / "names.json").read_text())
+    assert entries["web"]["owner"] == "shell"
+    assert not [f for f in os.listdir(data / "system") if f.endswith(".tmp")]
+    os.makedirs(data / "home" / "web", exist_ok=True)
+    (data / "system" / "names.json").write_text("{not json")
+    again = supervisor(data)
+    assert again.names.problem and again.names.owner("web") == "legacy"
+
+
+def sup_manifest(name):
+    from aether.agent.manifest import from_dict
+    return from_dict({"name": name, "program": "/bin/true"})
