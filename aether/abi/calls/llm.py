@@ -297,10 +297,11 @@ def fit(messages, specs, prompt, asked, default, window):
         if asked is None and max_tokens > room >= MIN_COMPLETION:
             max_tokens = room                       # the default completion length, lowered to fit
         if carried + max_tokens > allowed:
-            raise InvalidParams(too_big(messages, specs, carried, max_tokens, allowed, what),
+            drop = droppable(messages, carried + max(max_tokens, MIN_COMPLETION) - allowed,
+                             carried / max(1, prompt))
+            raise InvalidParams(too_big(specs, carried, max_tokens, allowed, what, drop),
                                 {"prompt_tokens": carried, "max_tokens": max_tokens, "window_tokens": allowed,
-                                 "drop": droppable(messages, carried + max(max_tokens, MIN_COMPLETION) - allowed,
-                                                   carried / max(1, prompt))})
+                                 "drop": drop})
     return max_tokens
 
 
@@ -317,8 +318,7 @@ def droppable(messages, excess, scale=1.0):
     return drop if freed >= excess else []
 
 
-def too_big(messages, specs, carried, max_tokens, allowed, what):
-    drop = droppable(messages, carried + max(max_tokens, MIN_COMPLETION) - allowed, 1.0)
+def too_big(specs, carried, max_tokens, allowed, what, drop):
     advice = (f"drop messages {', '.join(map(str, drop))} (the oldest after the system prompt)" if drop
               else "shorten the messages" + (f" or offer fewer tools ({len(specs)} offered)" if specs else ""))
     return (f"the call does not fit the window: it carries about {carried} prompt tokens and asks for "
