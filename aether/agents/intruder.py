@@ -19,6 +19,9 @@ import sys
 import time
 
 DATA = "/var/lib/aether"
+# Devices every network namespace has: loopback, and the kernel's tunnel endpoints
+# (CONFIG_IPV6_SIT and the like), which carry nothing without a route out.
+VIRTUAL = frozenset({"lo", "sit0", "tunl0", "ip6tnl0", "gre0", "ip6gre0"})
 
 
 def say(attempt, outcome, detail=""):
@@ -101,10 +104,10 @@ def _mount_tmpfs(home):
 def network(tcp, udp):
     names = [n for _, n in socket.if_nameindex()]
     say("network interfaces", "info", ",".join(names))
+    say("real network interfaces", "info", ",".join(n for n in names if n not in VIRTUAL))
     for where in tcp:
         host, _, port = where.rpartition(":")
-        attempt(f"tcp connect {where}",
-                lambda h=host, p=int(port): socket.create_connection((h, p), timeout=3).close())
+        attempt(f"tcp connect {where}", lambda h=host, p=int(port): _tcp(h, p))
     for where in udp:
         host, _, port = where.rpartition(":")
         attempt(f"udp send {where}", lambda h=host, p=int(port): _udp(h, p))
@@ -120,12 +123,19 @@ def _raw_ping():
 
 def _packet():
     """A packet socket bound to an interface other than loopback (to sniff or forge frames)."""
-    real = [n for _, n in socket.if_nameindex() if n != "lo"]
+    real = [n for _, n in socket.if_nameindex() if n not in VIRTUAL]
     if not real:
         raise OSError(19, "no interface but loopback in this network namespace")
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
         s.bind((real[0], 0))
         return f"bound to {real[0]}"
+
+
+def _tcp(host, port):
+    """A TCP connect to a numeric address (no resolver: the image has no idna codec)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        s.connect((host, port))
 
 
 def _udp(host, port):
