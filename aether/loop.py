@@ -5,9 +5,14 @@ signal number into a pipe the loop polls, and the loop runs the registered
 callback in normal code.  Uses ``_signal`` rather than ``signal`` to keep
 ``enum`` off the boot path.  A callback that raises is reported to
 ``on_error`` and the loop carries on: PID 1 must not die of one bad callback.
+
+``call_soon`` queues work for the next turn, after the descriptors that are
+ready have had theirs: a peer with more to do than one turn allows (the ABI
+server's pipelined requests) takes its share, then yields to the others.
 """
 
 import _signal
+import collections
 import heapq
 import os
 import select
@@ -23,6 +28,7 @@ class Loop:
         self.on_error = on_error
         self.now = clock
         self._timers = []
+        self._soon = collections.deque()
         self._seq = 0
         self._readers = {}
         self._writers = {}
@@ -66,6 +72,10 @@ class Loop:
         except (KeyError, ValueError, OSError):
             pass
 
+    def call_soon(self, callback):
+        """Run callback() on the next turn, after every descriptor ready then (round-robin)."""
+        self._soon.append(callback)
+
     def call_later(self, delay, callback):
         self._seq += 1
         heapq.heappush(self._timers, (self.now() + max(0.0, delay), self._seq, callback))
@@ -75,7 +85,8 @@ class Loop:
     def run_once(self, max_wait=None):
         timeout = self._next_timeout(max_wait)
         try:
-            ready = self._poll.poll(None if timeout is None else int(timeout * 1000) + 1)
+            wait = None if timeout is None else 0 if self._soon else int(timeout * 1000) + 1
+            ready = self._poll.poll(wait)
         except InterruptedError:
             ready = []
         for fd, events in ready:
@@ -89,6 +100,7 @@ class Loop:
                 callback = self._writers.get(fd)
                 if callback is not None:
                     self._call(callback, fd)
+        self._run_soon()
         self._run_due_timers()
 
     def run_forever(self):
@@ -108,11 +120,18 @@ class Loop:
     # -- internals ----------------------------------------------------------------
 
     def _next_timeout(self, max_wait):
+        if self._soon:
+            return 0.0
         timeout = max_wait
         if self._timers:
             due = max(0.0, self._timers[0][0] - self.now())
             timeout = due if timeout is None else min(timeout, due)
         return timeout
+
+    def _run_soon(self):
+        """What was queued before this turn began; what those queue runs next turn."""
+        for _ in range(len(self._soon)):
+            self._call(self._soon.popleft())
 
     def _run_due_timers(self):
         now = self.now()

@@ -117,26 +117,80 @@ def _set_comm(name):
         pass
 
 
-def read_lines(loop, fd, on_line):
-    """Read a child's output pipe on the loop; call on_line(text) per line, close at EOF."""
-    pending = bytearray()
+MAX_LINE = 16384           # bytes of one output line kept; the rest of a longer line is dropped
+CUT_MARK = " [line cut: longer than {} bytes]"
+
+
+class LineBuffer:
+    """Splits a byte stream into lines, in time linear in the bytes fed and in bounded space.
+
+    Only new bytes are searched for a newline.  A line longer than ``limit`` is
+    cut: its first ``limit`` bytes are given with CUT_MARK appended, and the
+    rest up to the next newline is dropped.
+    """
+
+    def __init__(self, limit=MAX_LINE):
+        self.limit = limit
+        self.pending = bytearray()
+        self.cutting = False             # inside a line already given (cut); drop up to its newline
+
+    def feed(self, data):
+        """The lines (str) that ``data`` completes or cuts, in order."""
+        lines = []
+        start = 0
+        while start < len(data):
+            newline = data.find(b"\n", start)
+            end = len(data) if newline < 0 else newline
+            if not self.cutting:
+                room = self.limit - len(self.pending)
+                self.pending += data[start:start + min(room, end - start)]
+                if end - start > room:
+                    lines.append(self._take(cut=True))
+                    self.cutting = True
+                elif newline >= 0:
+                    lines.append(self._take())
+            if newline < 0:
+                break
+            self.cutting = False
+            start = newline + 1
+        return lines
+
+    def end(self):
+        """At EOF: the unfinished last line, or None."""
+        return self._take() if self.pending else None
+
+    def _take(self, cut=False):
+        text = bytes(self.pending).decode("utf-8", "replace")
+        self.pending.clear()
+        if cut:
+            text = text.rstrip("\ufffd") + CUT_MARK.format(self.limit)
+        return text
+
+
+def read_lines(loop, fd, on_line, limit=MAX_LINE):
+    """Read a child's output pipe on the loop; call on_line(text) per line, close at EOF.
+
+    One read per turn of the loop, and lines bounded by ``limit`` (LineBuffer):
+    a child that writes without newlines costs time linear in what it writes.
+    """
+    lines = LineBuffer(limit)
 
     def readable(fd):
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
             return
+        except OSError:
+            data = b""
         if not data:
             loop.remove_reader(fd)
             os.close(fd)
-            if pending:
-                on_line(pending.decode("utf-8", "replace"))
+            rest = lines.end()
+            if rest is not None:
+                on_line(rest)
             return
-        pending.extend(data)
-        *complete, rest = pending.split(b"\n")
-        pending[:] = rest
-        for line in complete:
-            on_line(line.decode("utf-8", "replace"))
+        for line in lines.feed(data):
+            on_line(line)
 
     loop.add_reader(fd, readable)
 

@@ -1,14 +1,31 @@
 """Serving the ABI on aetherd's event loop: a Unix socket for the machine, the
 virtio-serial port for the host.
 
-Every connection has a Caller (identity.py), a frame reader, an output buffer
-written as the peer drains it, and optional event subscriptions.  A handler
-returns a result, raises an AbiError, or returns ``Deferred`` and answers
-later; anything else it raises becomes an ``internal`` error and is logged:
-no input can take aetherd down.
+Every connection has a Caller (identity.py), a frame reader, a queue of frames
+waiting their turn, an output buffer written as the peer drains it, and
+optional event subscriptions.  A handler returns a result, raises an AbiError,
+or returns ``Deferred`` and answers later; anything else it raises becomes an
+``internal`` error and is logged: no input can take aetherd down.
+
+No peer can starve or exhaust the others (docs/security.md, "The ABI loop"):
+
+- a connection runs at most FRAMES_PER_TURN requests per turn of the loop, then
+  yields (``Loop.call_soon``); it is not read again before its queue is empty,
+  nor served while more than OUT_PAUSE bytes of its answers wait to be read;
+- connections are capped per principal (PER_PRINCIPAL) and overall (a share of
+  RLIMIT_NOFILE, at most MAX_CONNECTIONS; the last RESERVED slots only for
+  privileged callers); a caller over a cap gets one ``unavailable`` frame
+  saying which cap, then the connection closes;
+- unfinished input held across all connections is bounded (IN_TOTAL), and so
+  are answers queued (OUT_TOTAL): past either, the connection holding the most
+  is told why and closed;
+- ``accept`` failing for want of descriptors pauses accepting for
+  ACCEPT_BACKOFF instead of spinning.
 """
 
 import _socket
+import collections
+import errno
 import os
 import struct
 
@@ -17,6 +34,20 @@ from .protocol import (AbiError, FrameReader, Internal, MethodNotFound, TooLarge
                        parse_request)
 
 OUT_LIMIT = 16 << 20      # bytes queued for a peer that does not read before we drop it
+OUT_PAUSE = 1 << 20       # a peer's unread answers above which its next requests wait
+OUT_TOTAL = 64 << 20      # answers and events queued across every connection
+IN_TOTAL = 16 << 20       # unfinished frames and queued requests held across every connection
+FRAMES_PER_TURN = 16      # requests one connection runs before the others get a turn
+READ_SIZE = 65536
+MAX_CONNECTIONS = 512     # overall, and never more than FD_SHARE of RLIMIT_NOFILE
+FD_SHARE = 0.5            # of the descriptors aetherd may open (the rest: agents' pipes, files, the store)
+FD_RESERVE = 64
+PER_PRINCIPAL = 64        # connections one agent or one local uid may hold
+RESERVED = 16             # of the overall cap, slots only privileged callers (console, host) may take
+ACCEPTS_PER_TURN = 64
+ACCEPT_BACKOFF = 0.5      # seconds without accepting after EMFILE/ENFILE
+NOTE_EVERY = 10.0         # seconds between two log lines about the same refusal
+NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 SO_PEERCRED = 17
 UCRED = struct.Struct("iII")
 HOST_RETRY = 1.0          # seconds between looks at a host port nobody has opened
@@ -45,13 +76,20 @@ class Connection:
         self.server, self.fd, self.caller = server, fd, caller
         self.keep = keep                 # the socket object owning fd, if any
         self.reader = FrameReader()
+        self.queue = collections.deque() # frames read and not yet run (from one read at most)
+        self.queued = 0                  # bytes of those frames
+        self.held = 0                    # input bytes this connection holds (reader + queue)
         self.out = bytearray()
+        self.reading = False
+        self.scheduled = False           # a turn is queued on the loop
         self.subscriptions = None        # None, or a set of event kinds ("*" for all)
         self.closed = False
 
+    # -- input: read, then run a bounded number of frames per turn
+
     def readable(self, _fd):
         try:
-            data = os.read(self.fd, 65536)
+            data = os.read(self.fd, READ_SIZE)
         except BlockingIOError:
             return
         except OSError:
@@ -59,10 +97,56 @@ class Connection:
         if not data:
             return self.close()
         for item in self.reader.feed(data):
+            self.queue.append(item)
+            self.queued += len(item) if isinstance(item, bytes) else 0
+        self._account()
+        if self.queue:
+            self._stop_reading()
+            self._schedule()
+        self.server.check_input()
+
+    def turn(self):
+        """Run up to FRAMES_PER_TURN queued frames, then yield; read again once the queue is empty."""
+        self.scheduled = False
+        ran = 0
+        while self.queue and ran < FRAMES_PER_TURN and len(self.out) < OUT_PAUSE and not self.closed:
+            item = self.queue.popleft()
+            self.queued -= len(item) if isinstance(item, bytes) else 0
+            ran += 1
             if isinstance(item, TooLarge):
                 self.send({"id": None, "error": item.to_wire()})
             else:
                 self.server.handle(self, item)
+        if self.closed:
+            return
+        self._account()
+        if self.queue and len(self.out) < OUT_PAUSE:
+            self._schedule()
+        elif not self.queue:
+            self.start_reading()
+        # else: waiting for the peer to read its answers (writable() schedules the next turn)
+
+    def start_reading(self):
+        if not self.reading and not self.closed:
+            self.reading = True
+            self.server.loop.add_reader(self.fd, self.readable)
+
+    def _stop_reading(self):
+        if self.reading:
+            self.reading = False
+            self.server.loop.remove_reader(self.fd)
+
+    def _schedule(self):
+        if not self.scheduled:
+            self.scheduled = True
+            self.server.loop.call_soon(self.turn)
+
+    def _account(self):
+        held = len(self.reader.buffer) + self.queued
+        self.server.in_total += held - self.held
+        self.held = held
+
+    # -- output
 
     def send(self, message):
         if self.closed:
@@ -78,6 +162,8 @@ class Connection:
         if not self.out:
             self.server.loop.add_writer(self.fd, self.writable)
         self.out.extend(frame)
+        self.server.out_total += len(frame)
+        self.server.check_output()
 
     def writable(self, _fd):
         try:
@@ -87,16 +173,34 @@ class Connection:
         except OSError:
             return self.close()
         del self.out[:written]
+        self.server.out_total -= written
         if not self.out:
             self.server.loop.remove_writer(self.fd)
+        if self.queue and len(self.out) < OUT_PAUSE:
+            self._schedule()
+
+    def refuse(self, error):
+        """Tell the peer why (one frame, best effort) and close."""
+        try:
+            os.write(self.fd, encode({"id": None, "error": error.to_wire()}))
+        except OSError:
+            pass
+        self.close()
 
     def close(self):
         if self.closed:
             return
         self.closed = True
+        self.queue.clear()
+        self.queued = 0
+        self.reader.buffer.clear()
+        self._account()
+        self.server.out_total -= len(self.out)
+        self.out.clear()
+        self._stop_reading()
         self.server.loop.remove_reader(self.fd)
         self.server.loop.remove_writer(self.fd)
-        self.server.connections.discard(self)
+        self.server.forget(self)
         if self.keep is not None:
             self.keep.close()
         else:
@@ -113,10 +217,15 @@ class Server:
     def __init__(self, loop, methods, log, context):
         self.loop, self.methods, self.log, self.context = loop, methods, log, context
         self.connections = set()
+        self.per_principal = {}          # principal -> connections open
+        self.in_total = 0                # input bytes held by every connection
+        self.out_total = 0               # output bytes queued for every connection
+        self.max_connections = None      # from RLIMIT_NOFILE when listening starts
         self.listeners = []
         self.on_close = []
         self.unavailable = {}            # namespace -> why its calls cannot be served
         self.identify = identity.from_peer   # (pid, uid, gid) -> Caller
+        self._noted = {}                 # what -> (last time logged, refusals since)
 
     # -- listening ----------------------------------------------------------------
 
@@ -131,15 +240,22 @@ class Server:
         sock.listen(128)
         sock.setblocking(False)
         self.listeners.append(sock)
+        if self.max_connections is None:
+            self.max_connections = connection_cap()
+        self._listen_on(sock)
+
+    def _listen_on(self, sock):
         self.loop.add_reader(sock.fileno(), lambda _fd: self._accept(sock))
 
     def _accept(self, listener):
-        while True:
+        for _ in range(ACCEPTS_PER_TURN):
             try:
                 fd, _addr = listener._accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
+                if e.errno in NO_DESCRIPTORS:
+                    return self._back_off(listener, e)
                 self.log.warning(f"abi: accept failed: {e}")
                 return
             sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
@@ -147,11 +263,85 @@ class Server:
             pid, uid, gid = UCRED.unpack(sock.getsockopt(_socket.SOL_SOCKET, SO_PEERCRED, UCRED.size))
             self.attach(sock.fileno(), self.identify(pid, uid, gid), keep=sock)
 
-    def attach(self, fd, caller, keep=None):
+    def _back_off(self, listener, error):
+        """Out of descriptors: stop accepting for a while (the backlog waits) instead of spinning."""
+        self.note("accept", f"abi: cannot accept connections ({error.strerror}); "
+                            f"pausing for {ACCEPT_BACKOFF:g} s ({len(self.connections)} open)")
+        self.loop.remove_reader(listener.fileno())
+        self.loop.call_later(ACCEPT_BACKOFF, lambda: self._listen_on(listener))
+
+    def attach(self, fd, caller, keep=None, admit=True):
         conn = Connection(self, fd, caller, keep)
+        refusal = self.admit(caller) if admit else None
         self.connections.add(conn)
-        self.loop.add_reader(fd, conn.readable)
+        self.per_principal[caller.principal] = self.per_principal.get(caller.principal, 0) + 1
+        if refusal is not None:
+            self.note(f"cap:{caller.principal}", f"abi: refused a connection from {caller.principal}: {refusal}")
+            conn.refuse(Unavailable(refusal))
+            return conn
+        conn.start_reading()
         return conn
+
+    def admit(self, caller):
+        """Why a new connection from ``caller`` is refused, or None."""
+        mine = self.per_principal.get(caller.principal, 0)
+        if mine >= PER_PRINCIPAL:
+            return (f"{caller.principal} already has {mine} connections open, the most one caller may "
+                    f"hold ({PER_PRINCIPAL}); close some (one connection can carry many requests)")
+        cap = self.max_connections or MAX_CONNECTIONS
+        room = cap if caller.privileged else cap - RESERVED
+        if len(self.connections) >= room:
+            return (f"aetherd has {len(self.connections)} connections open, its limit "
+                    f"({room}{'' if caller.privileged else f' for unprivileged callers, of {cap}'}); "
+                    "retry later")
+        return None
+
+    def forget(self, conn):
+        if conn in self.connections:
+            self.connections.discard(conn)
+            left = self.per_principal.get(conn.caller.principal, 1) - 1
+            if left > 0:
+                self.per_principal[conn.caller.principal] = left
+            else:
+                self.per_principal.pop(conn.caller.principal, None)
+
+    # -- bounds over every connection -----------------------------------------------
+
+    def check_input(self):
+        """Past IN_TOTAL: the connection holding the most unfinished input is told why and closed."""
+        while self.in_total > IN_TOTAL and self.connections:
+            biggest = max(self.connections, key=lambda c: c.held)
+            if biggest.held == 0:
+                return
+            self.note("in_total", f"abi: {self.in_total} bytes of unfinished requests held, over "
+                                  f"{IN_TOTAL}; closing {biggest.caller.principal}'s connection, which held "
+                                  f"{biggest.held}")
+            biggest.refuse(TooLarge(
+                f"aetherd holds {self.in_total} bytes of unfinished requests across "
+                f"{len(self.connections)} connections, more than it keeps ({IN_TOTAL}); this connection "
+                f"held the most ({biggest.held} bytes) and is closed: send whole frames "
+                "(each at most 1 MiB, newline-terminated) and retry"))
+
+    def check_output(self):
+        """Past OUT_TOTAL: the connection with the most unread answers is closed (it reads slowest)."""
+        while self.out_total > OUT_TOTAL and self.connections:
+            slowest = max(self.connections, key=lambda c: len(c.out))
+            if not slowest.out:
+                return
+            self.note("out_total", f"abi: {self.out_total} bytes of answers queued, over {OUT_TOTAL}; "
+                                   f"closing {slowest.caller.principal}'s connection, which had "
+                                   f"{len(slowest.out)} unread")
+            slowest.close()
+
+    def note(self, what, text):
+        """Log ``text``, but at most once per NOTE_EVERY seconds for the same ``what``."""
+        now = self.loop.now()
+        last, since = self._noted.get(what, (None, 0))
+        if last is not None and now - last < NOTE_EVERY:
+            self._noted[what] = (last, since + 1)
+            return
+        self._noted[what] = (now, 0)
+        self.log.warning(text + (f" ({since} more like it since the last report)" if since else ""))
 
     def serve_port(self, name):
         """Serve the host over the virtio-serial port called ``name``; reopen it whenever
@@ -167,7 +357,7 @@ class Server:
             except OSError as e:
                 self.log.warning(f"abi: cannot open the host port {path}: {e.strerror}")
                 return
-            conn = self.attach(fd, identity.HOST)
+            conn = self.attach(fd, identity.HOST, admit=False)      # the host is never turned away
             conn.reopen = lambda: self.loop.call_later(HOST_RETRY, open_port)
 
         self.on_close.append(lambda conn: getattr(conn, "reopen", None) and conn.reopen())
@@ -236,3 +426,12 @@ def find_port(name, sys_root="/sys/class/virtio-ports"):
         except OSError:
             continue
     return None
+
+
+def connection_cap():
+    """The overall connection cap: MAX_CONNECTIONS, or less when RLIMIT_NOFILE is low."""
+    import resource
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(RESERVED + 8, min(MAX_CONNECTIONS, int((soft - FD_RESERVE) * FD_SHARE)))
