@@ -91,7 +91,12 @@ class Client:
                 data = self.sock.recv(65536)
             except socket.timeout:
                 raise ConnectionLost(f"aetherd did not answer within {self.sock.gettimeout():g}s") from None
+            except ConnectionResetError:
+                data = b""
             if not data:
+                last = self.stray[-1] if self.stray else {}
+                if last.get("id") is None and isinstance(last.get("error"), dict):
+                    raise _error(last["error"])      # why aetherd closed it (e.g. a connection cap)
                 raise ConnectionLost("aetherd closed the connection")
             for item in self.reader.feed(data):
                 if isinstance(item, AbiError):
