@@ -192,6 +192,19 @@ def _memory_pool():
     return max(32 << 20, total - AGENT_MEMORY_RESERVE)
 
 
+def raise_nofile(log):
+    """Lift RLIMIT_NOFILE's soft limit to the hard one: connections and agents' pipes are
+    descriptors, and the kernel's default soft limit (1024) is a few hundred clients."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (OSError, ValueError) as e:
+            log.warning(f"cannot raise the open-files limit from {soft} to {want}: {e}")
+
+
 def parse_args(argv):
     opts = {"host": False, "run_dir": RUN_DIR, "data_dir": DATA_DIR, "manifests": [],
             "cgroup_root": "/sys/fs/cgroup", "port": HOST_PORT}
@@ -226,6 +239,7 @@ def main(argv=None):
                           data=os.path.join(opts["data_dir"], "config"))
     else:
         cfg = config.load(log.warning)
+    raise_nofile(log)
     daemon = Daemon(opts["run_dir"], opts["data_dir"], opts["cgroup_root"], opts["manifests"],
                     opts["port"], log, cfg, host=opts["host"])
     daemon.start()

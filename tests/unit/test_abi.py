@@ -219,3 +219,66 @@ def test_fuzz_deep_and_unencodable_params(value, text):
     reply = answer({"id": text[:5] or 1, "method": "t.echo", "params": {"x": value, "y": text}})
     assert reply["error"]["code"] in protocol.ERRORS
 
+
+# Pipelined floods: many requests in one write, through a real Connection on a socketpair.
+floods = st.lists(requests, min_size=1, max_size=80).map(
+    lambda rs: b"".join(json.dumps(r).encode() + b"\n" for r in rs))
+
+
+class TurnLoop(FakeLoop):
+    """Keeps what the server asks of the loop: readers, writers and the next turn's work."""
+
+    def __init__(self):
+        self.readers, self.writers, self.soon = {}, {}, []
+
+    def add_reader(self, fd, cb): self.readers[fd] = cb
+    def remove_reader(self, fd): self.readers.pop(fd, None)
+    def add_writer(self, fd, cb): self.writers[fd] = cb
+    def remove_writer(self, fd): self.writers.pop(fd, None)
+    def call_soon(self, cb): self.soon.append(cb)
+    def now(self): return 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(floods)
+def test_fuzz_pipelined_floods_are_answered_in_order_a_bounded_turn_at_a_time(flood):
+    import socket
+    from aether.abi import server as abi_server
+    loop = TurnLoop()
+    s = Server(loop, METHODS, FakeLog(), Ctx())
+    ours, theirs = socket.socketpair()
+    theirs.settimeout(5)
+    conn = s.attach(ours.fileno(), AGENT, keep=ours)
+    ran, turns = [], []
+    handle = s.handle
+    s.handle = lambda c, frame: ran.append(frame) or handle(c, frame)
+    theirs.sendall(flood)
+    answers = b""
+    for _ in range(10000):
+        before = len(ran)
+        if loop.soon:
+            work, loop.soon = loop.soon, []
+            for cb in work:
+                cb()
+        elif ours.fileno() in loop.readers:
+            loop.readers[ours.fileno()](ours.fileno())
+        turns.append(len(ran) - before)
+        for cb in list(loop.writers.values()):
+            cb(ours.fileno())
+        theirs.setblocking(False)
+        try:
+            answers += theirs.recv(1 << 20)
+        except BlockingIOError:
+            pass
+        if answers.count(b"\n") == flood.count(b"\n") and not loop.soon:
+            break
+    sent = [json.loads(line) for line in flood.splitlines()]
+    got = [json.loads(line) for line in answers.splitlines()]
+    assert len(got) == len(sent)
+    assert max(turns) <= abi_server.FRAMES_PER_TURN
+    assert [g["id"] for g in got if "result" in g] == \
+        [r["id"] for r, g in zip(sent, got) if "result" in g]
+    assert conn.held == 0 and s.in_total == 0
+    conn.close()
+    theirs.close()
+    assert s.out_total == 0 and not s.connections
