@@ -64,7 +64,7 @@ def files(home, victim, store, config):
     secret = os.path.join(victim_home, "secret")
     attempt("write own home", lambda: write(os.path.join(home, "mine")), control=True)
     attempt("read own home", lambda: read(os.path.join(home, "mine")), control=True)
-    for path in (secret, store, config, os.path.join(DATA, "agents", "uids"), "/proc/cmdline",
+    for path in (secret, store, config, os.path.join(DATA, "system", "names.json"), "/proc/cmdline",
                  "/etc/aether/defaults", "/proc/1/environ", f"/proc/{os.getppid()}/environ",
                  f"/proc/{os.getppid()}/cmdline", "/proc/kallsyms", "/dev/vda", "/dev/mem"):
         attempt(f"read {path}", lambda p=path: read(p))
