@@ -122,6 +122,7 @@ class Policy:
         self.strict = strict
         self.abi, self.no_landlock = landlock_abi()
         self.no_netns = _probe_netns()
+        self._paths = {}
 
     def problems(self):
         """What agents will go without, as sentences (empty when fully confined)."""
@@ -131,6 +132,14 @@ class Policy:
         if self.no_netns:
             out.append(f"agents share the host's network: {self.no_netns}")
         return out
+
+    def paths(self, home):
+        """What an agent with this home may read besides it (its own /proc/<pid> aside).
+        Worked out once per data location, in aetherd: each child only adds the rules."""
+        key = os.path.dirname(os.path.realpath(home))
+        if key not in self._paths:
+            self._paths[key] = (*read_paths(home), *proc_paths(own=False), *DEVICES.items())
+        return self._paths[key]
 
     def check(self, name):
         """Raise ConfinementError when strict and the kernel cannot confine agent ``name``."""
@@ -179,7 +188,7 @@ def _within(path, top):
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def proc_paths():
+def proc_paths(own=True):
     """The /proc entries an agent may read: the machine-wide files (not PROC_HIDDEN) and
     its own /proc/<pid>.  Other processes' directories stay closed even where hidepid is
     off (a development host); the listing of /proc itself is not granted."""
@@ -189,7 +198,8 @@ def proc_paths():
         return []
     out = [(f"/proc/{n}", READ) for n in names
            if not n.isdigit() and n not in PROC_HIDDEN and not os.path.islink(f"/proc/{n}")]
-    out.append((f"/proc/{os.getpid()}", READ))
+    if own:
+        out.append((f"/proc/{os.getpid()}", READ))
     return out
 
 
@@ -255,8 +265,9 @@ def prepare(policy, home, program, net):
         return None
     rules = Ruleset(policy.abi, net)
     rules.allow(home, rules.fs)
-    for path, rights in (*read_paths(home), *proc_paths(), *DEVICES.items()):
+    for path, rights in policy.paths(home):
         rules.allow(path, rights)
+    rules.allow(f"/proc/{os.getpid()}", READ)
     if program.startswith("/"):
         rules.allow(program, READ_FILE | EXECUTE)
     return rules

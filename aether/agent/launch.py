@@ -63,6 +63,7 @@ def launch(spec):
     try:
         if spec.confined:
             confinement.check(spec.name)
+            confinement.paths(spec.home)          # worked out here once, not in every child
     except OSError as e:
         raise LaunchError(str(e)) from None
     module = spec.program.partition(":")[0]

@@ -140,6 +140,7 @@ def test_a_child_gets_no_net_its_parent_lacks(aetherd):
 class NoLandlock(confine.Policy):
     def __init__(self, strict):
         self.strict, self.abi, self.no_landlock, self.no_netns = strict, 0, "no Landlock here", None
+        self._paths = {}
 
 
 def test_strict_policy_refuses_an_agent_the_kernel_cannot_confine(monkeypatch):
