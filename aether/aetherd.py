@@ -77,8 +77,9 @@ class Daemon:
         """The context store on the data location; aetherd runs without it if it cannot open."""
         from .ctx import ContextStore
         path = os.path.join(self.data_dir, "context.db")
+        from .abi.calls import ctx as ctx_calls
         try:
-            self.store = ContextStore(path)
+            self.store = ContextStore(path, **ctx_calls.store_options(self, path))
         except Exception as e:  # noqa: BLE001 - the machine keeps working without context
             self.store_problem = f"the context store at {path} cannot open: {e}"
             self.log.error(self.store_problem)
@@ -87,8 +88,12 @@ class Daemon:
         head = info["journal_head"]
         self.log.info(f"context store {path}: journal head {head['seq']}"
                       + ("" if info["durable"] else " (in memory: NOTHING SURVIVES A REBOOT)"))
-        self.journal("boot", {"kernel": os.uname().release, "uptime_s": sysinfo.uptime(),
-                              "journal_head": head})
+        if info["read_only"]:
+            self.log.error(f"context store {path} is READ-ONLY: reads work, writes answer "
+                           f"unavailable ({info['read_only_reason']})")
+        else:
+            self.journal("boot", {"kernel": os.uname().release, "uptime_s": sysinfo.uptime(),
+                                  "journal_head": head})
         from .abi.calls import llm as llm_calls
         llm_calls.attach_store(self)                 # model-token spend persists from here on
         self.resummariser.start()

@@ -198,6 +198,7 @@ FIELDS = {
     "limits.cpu": (cpu, None),
     "limits.pids": (integer(1, 100000), 64),
     "limits.deadline": (duration, None),
+    "limits.disk": (size, 64 << 20),          # bytes of the data disk (home + store)
     "context.window_tokens": (integer(64, 10 ** 8), None),    # None: the endpoint's context size
     "context.spend_tokens": (integer(0, 10 ** 9), 8000),
     "context.period": (duration, None),                      # None: spend_tokens is for its lifetime

@@ -11,6 +11,17 @@ acknowledge many writes with one fsync, run them inside ``transaction()``
 or hand them to ``run_batch`` (each op in its own savepoint: one op's
 error does not undo the others).
 
+Disk: every principal's journal entries and memories are counted in bytes
+(schema migration 3, ``disk_usage``).  A principal other than the system,
+the shell and the host writes only while ``disk_quota(principal)`` (given by
+aetherd: an agent's manifest ``limits.disk``) allows it (QuotaExceeded), and
+never into the last ``reserve_bytes`` of the disk (DiskReserved), which are
+the system's: one agent filling the disk does not stop the others' records.
+
+``read_only="auto"`` opens the store read-only when the file or its disk
+cannot be written (a read-only data disk at boot): reads work, writes are
+refused with StoreReadOnlyError, and ``read_only_reason`` says why.
+
 Not thread-safe: one thread owns a ContextStore (see docs/context-store.md).
 """
 
@@ -25,11 +36,12 @@ from . import journal as jr
 from . import validate as check
 from .access import READ, WRITE, Access
 from .compaction import Compactor, ExtractiveSummariser
-from .errors import (ContextError, InvalidArgument, NotFound, PermissionDenied, QuotaExceeded, StoreError,
-                     StoreFullError, StoreReadOnlyError)
+from .errors import (ContextError, DiskReserved, InvalidArgument, NotFound, PermissionDenied, QuotaExceeded,
+                     StoreError, StoreFullError, StoreReadOnlyError)
 from .goals import Goals
-from .memories import Memories
+from .memories import Memories, check_digests
 from .quota import Pressure, Quotas, psi_lines
+from .schema import ROW_BYTES
 from .store import Store, filesystem
 from .terms import DEFAULT_POSTINGS_BUDGET
 from .tokens import DEFAULT as DEFAULT_ESTIMATOR
@@ -58,7 +70,7 @@ class ContextStore:
     def __init__(self, path=DEFAULT_PATH, *, clock=None, estimator=None, summariser=None,
                  quota_tokens=DEFAULT_QUOTA_TOKENS, quota_items=DEFAULT_QUOTA_ITEMS, auto_compact=True,
                  half_life=DEFAULT_HALF_LIFE, postings_budget=DEFAULT_POSTINGS_BUDGET, read_only=False,
-                 check_same_thread=True, migrations=None):
+                 check_same_thread=True, migrations=None, disk_quota=None, reserve_bytes=0):
         self.clock = clock or time.time
         self.estimator = check_estimator(estimator or DEFAULT_ESTIMATOR)
         self.summariser = _check_summariser(summariser or ExtractiveSummariser())
@@ -66,8 +78,11 @@ class ContextStore:
             raise InvalidArgument(f"half_life={half_life!r}: must be more than 0 seconds")
         check.positive_int(postings_budget, "postings_budget")
         self.auto_compact = check.flag(auto_compact, "auto_compact")
-        self.db = Store(path, read_only=read_only, migrations=migrations,
-                        check_same_thread=check_same_thread)
+        if disk_quota is not None and not callable(disk_quota):
+            raise InvalidArgument("disk_quota: give a function principal -> bytes (or None: no quota)")
+        self.disk_quota = disk_quota
+        self.reserve_bytes = check.positive_int(reserve_bytes, "reserve_bytes", allow_zero=True)
+        self.db = _open(path, read_only, migrations, check_same_thread)
         try:
             self.store_id = self._identity()
             self.access = Access(self.db, self.clock)
@@ -153,6 +168,7 @@ class ContextStore:
                 "filesystem": {"mount": mount, "type": fstype},
                 "durable": fstype is not None and fstype not in VOLATILE_FILESYSTEMS,
                 "read_only": self.db.read_only, "writable": self.db.writable(), "bytes": sizes,
+                **({"read_only_reason": self.db.read_only_reason} if self.db.read_only else {}),
                 "journal_head": {"seq": seq, "hash": digest}}
 
     # ------------------------------------------------------------- journal
@@ -170,6 +186,7 @@ class ContextStore:
         if goal_id is not None:
             self.goal_rows.scope_of(check.ident(goal_id, "goal_id"))
         body_text = jr.canonical({} if body is None else body)
+        self._check_disk(caller, len(body_text.encode("utf-8")) + ROW_BYTES)
         ts = self.clock()
         if self.db.in_transaction:          # a group commit: one statement needs no savepoint
             seq, digest = jr.append(self.db, ts, caller, scope, kind, body_text, goal_id)
@@ -193,9 +210,49 @@ class ContextStore:
                         check.timestamp(until, "until"), check.limit(limit), newest_first)
 
     def verify(self, caller, expected_head=None):
-        """Recompute the journal's hash chain: ok, or the first seq where it breaks and why."""
-        check.principal(caller)
-        return jr.verify(self.db, expected_head)
+        """Recompute the journal's hash chain and the digests of the memories the caller may read:
+        ok, or the first seq where the chain breaks and the memories whose text no longer matches."""
+        caller = check.principal(caller)
+        result = jr.verify(self.db, expected_head)
+        digests = self.check_digests(caller)
+        result["digests"] = digests
+        result["ok"] = bool(result.get("ok")) and digests["ok"]
+        return result
+
+    def check_digests(self, caller):
+        """Every stored memory text against its sha256 digest, in the scopes the caller may read."""
+        ids = self._readable_ids(check.principal(caller), None)
+        return check_digests(self.db, ids, self.access.name_of)
+
+    # ----------------------------------------------------------------- disk
+
+    def disk_bytes(self, principal):
+        """Bytes the principal's journal entries and memories hold in the store."""
+        row = self.db.one("SELECT bytes FROM disk_usage WHERE principal = ?", (check.principal(principal),))
+        return row[0] if row else 0
+
+    def _check_disk(self, caller, adding):
+        """Refuse a write of ``adding`` bytes by caller past its quota or into the system's reserve."""
+        if acl.privileged(caller) or caller == "host":
+            return
+        if self.reserve_bytes and self.db.path != ":memory:":
+            try:
+                st = os.statvfs(os.path.dirname(os.path.abspath(self.db.path)))
+                free = st.f_bavail * st.f_frsize
+            except OSError:
+                free = None
+            if free is not None and free - adding < self.reserve_bytes:
+                raise DiskReserved(f"{caller} may not write {adding} more bytes: the data disk has {free} bytes "
+                                   f"free and the last {self.reserve_bytes} are kept for the system; forget "
+                                   "memories or delete files you no longer need")
+        limit = self.disk_quota(caller) if self.disk_quota is not None else None
+        if limit is not None:
+            used = self.disk_bytes(caller)
+            if used + adding > limit:
+                raise QuotaExceeded(f"{caller} may not write {adding} more bytes: its journal entries and "
+                                    f"memories hold {used} bytes and its disk quota leaves room for "
+                                    f"{max(0, limit)}; forget memories it no longer needs, or ask for a "
+                                    "larger limits.disk in its manifest")
 
     def _journal(self, actor, scope, kind, body, goal_id=None, ts=None, origin=None):
         """Internal append (already authorised); returns the seq."""
@@ -217,6 +274,7 @@ class ContextStore:
         pinned = check.flag(pinned, "pinned")
         scope = self._scope_arg(caller, scope)
         self.access.require(caller, scope, WRITE)
+        self._check_disk(caller, 2 * len(text.encode("utf-8")) + len(" ".join(tags)) + ROW_BYTES)
         tokens = item_tokens(self.estimator, text)
         now = self.clock()
         with self.db.atomic(savepoint=False):      # each step leaves a consistent state
@@ -593,8 +651,12 @@ class ContextStore:
 
     # ----------------------------------------------------- export / import
 
-    def export(self, caller, path, scopes=None):
-        """Write one or more scopes (None: everything, shell/system only) to a single file."""
+    def export(self, caller, path, scopes=None, *, target=None, owner=None, max_bytes=None):
+        """Write one or more scopes (None: everything, shell/system only) to a single file.
+
+        ``target``, ``owner``, ``max_bytes``: see export.export (the ABI opens the
+        directory beneath the caller's tree and passes its descriptor).
+        """
         caller = check.principal(caller)
         names = check.scopes(scopes)
         if names is None and not acl.privileged(caller):
@@ -607,25 +669,28 @@ class ContextStore:
                   "store_id": self.store_id, "exported_at": self.clock(), "exported_by": caller,
                   "scopes": names if names is not None else "all", "estimator": self.estimator.name,
                   "journal_complete": names is None}
-        result = exporter.export(self.db, names, path, header)
+        result = exporter.export(self.db, names, path, header, target, owner, max_bytes)
         if not self.db.read_only:
             self._journal(caller, "system", "ctx.export", {"path": result["path"], "scopes": header["scopes"],
                                                            "sha256": result["sha256"]})
         return result
 
-    def import_(self, caller, path, on_conflict="refuse", rename=None):
-        """Import an export file (shell/system only): verified, renumbered, in one transaction."""
+    def import_(self, caller, path, on_conflict="refuse", rename=None, *, file=None):
+        """Import an export file (shell/system only): verified, renumbered, in one transaction.
+
+        ``file``: the export already opened (binary), by the ABI beneath the caller's tree;
+        ``path`` then only names it in messages."""
         caller = check.principal(caller)
         if not acl.privileged(caller):
             raise PermissionDenied(f"{caller} may not import: only the shell or system imports context")
         check.choice(on_conflict, "on_conflict", ("refuse", "merge"))
         rename = _rename_map(rename)
         path = os.fspath(path)
-        header = exporter.check_file(path)
+        header = exporter.check_file(path, file)
         importer = exporter.Importer(self.db, self.access, self.memories, self._journal, self.estimator,
                                      self.store_id, self.clock)
         try:
-            return importer.run(caller, path, header, on_conflict, rename)
+            return importer.run(caller, path, header, on_conflict, rename, file)
         finally:
             self.access.forget_cache()
 
@@ -692,6 +757,25 @@ class ContextStore:
             self.db.executemany("UPDATE memories SET tokens = ? WHERE id = ?",
                                 [(item_tokens(self.estimator, text), mid) for mid, text in rows])
             self.db.set_meta("estimator", self.estimator.name)
+
+
+def _open(path, read_only, migrations, check_same_thread):
+    """The Store; read_only="auto" falls back to read-only when the file or disk cannot be written."""
+    if read_only != "auto":
+        return Store(path, read_only=read_only, migrations=migrations, check_same_thread=check_same_thread)
+    try:
+        db = Store(path, read_only=False, migrations=migrations, check_same_thread=check_same_thread)
+    except StoreReadOnlyError as exc:
+        if not os.path.exists(path):
+            raise
+        reason = f"the data disk or {path} is read-only: {exc}"
+    else:
+        where = os.path.dirname(os.path.abspath(path))
+        if path == ":memory:" or (db.writable() and os.access(path, os.W_OK) and os.access(where, os.W_OK)):
+            return db
+        db.close()                      # SQLite fell back to reading: say so, and refuse writes early
+        reason = f"the data disk or {path} is read-only: it cannot be written"
+    return Store(path, read_only=reason, migrations=migrations, check_same_thread=check_same_thread)
 
 
 def _check_summariser(summariser):

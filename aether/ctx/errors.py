@@ -42,6 +42,12 @@ class QuotaExceeded(ContextError):
     code = "quota_exceeded"
 
 
+class DiskReserved(ContextError):
+    """The write would eat into the data disk's reserve, which only the system may use."""
+
+    code = "disk_reserve"
+
+
 class ExportFormatError(ContextError):
     """An export file is damaged, truncated, of another format or version, or fails its checksum."""
 

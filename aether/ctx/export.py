@@ -27,7 +27,15 @@ which every machine has and which always merges) is refused (``Conflict``)
 unless ``on_conflict="merge"`` (add to it; memories, goals and journal
 entries already imported from the same origin are skipped, so importing a
 file twice changes nothing) or ``rename={"agent:a": "agent:b"}`` maps it to
-another name.  The file is written to ``<path>.tmp``, fsync()ed and renamed.
+another name.
+
+Writing: the file goes to a new temporary file beside the target, created with
+``O_CREAT | O_EXCL | O_NOFOLLOW`` relative to the directory's descriptor (so
+nothing planted there, a symbolic link least of all, is ever opened), fsync()ed
+and renamed over the target (which replaces a link at that name, never its
+target).  The ABI hands in a directory descriptor it opened beneath the caller's
+tree (aether/safepath.py), the owner to give the file and a size limit (the
+caller's disk quota); reading, it hands in the file it opened the same way.
 """
 
 import hashlib
@@ -36,7 +44,7 @@ import os
 
 from . import journal as jr
 from . import validate as check
-from .errors import Conflict, ContextError, ExportFormatError
+from .errors import Conflict, ContextError, ExportFormatError, QuotaExceeded
 from .memories import digest as text_digest
 from .schema import GENESIS
 from .tokens import item_tokens
@@ -52,14 +60,31 @@ MEMORY_FIELDS = ("id", "scope", "kind", "text", "tags", "importance", "pinned", 
 
 
 class _Writer:
-    def __init__(self, path):
-        self.path, self.tmp = os.fspath(path), os.fspath(path) + ".tmp"
-        self.file = open(self.tmp, "wb")
-        self.hash, self.records = hashlib.sha256(), 0
+    """A new temporary file in ``dir_fd``, renamed to ``name`` when finished."""
+
+    def __init__(self, dir_fd, name, shown, owner=None, max_bytes=None):
+        self.dir_fd, self.name, self.shown, self.max_bytes = dir_fd, name, shown, max_bytes
+        self.tmp = f".{name[:200]}.{os.urandom(6).hex()}.tmp"
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dir_fd)
+        try:
+            if owner is not None:
+                os.fchown(fd, *owner)
+            os.fchmod(fd, 0o644 if owner is None else 0o640)
+        except BaseException:
+            os.close(fd)
+            os.unlink(self.tmp, dir_fd=dir_fd)
+            raise
+        self.file = open(fd, "wb")
+        self.hash, self.records, self.bytes = hashlib.sha256(), 0, 0
 
     def write(self, record):
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-                + "\n").encode("utf-8")
+                + "\n").encode("utf-8", "surrogatepass")
+        self.bytes += len(line)
+        if self.max_bytes is not None and self.bytes > self.max_bytes:
+            raise QuotaExceeded(f"the export passed {self.max_bytes} bytes, what the caller's disk quota "
+                                "leaves; nothing was written: export fewer scopes, or free space")
         self.hash.update(line)
         self.file.write(line)
         self.records += 1
@@ -70,37 +95,41 @@ class _Writer:
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
-        os.replace(self.tmp, self.path)
-        _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+        os.replace(self.tmp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        try:
+            os.fsync(self.dir_fd)
+        except OSError:
+            pass
         return trailer
 
     def abandon(self):
         self.file.close()
         try:
-            os.unlink(self.tmp)
+            os.unlink(self.tmp, dir_fd=self.dir_fd)
         except OSError:
             pass
 
 
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def export(db, names, path, header, target=None, owner=None, max_bytes=None):
+    """Write the scopes `names` (None: everything) to path; return the trailer plus counts.
 
-
-def export(db, names, path, header):
-    """Write the scopes `names` (None: everything) to path; return the trailer plus counts."""
+    ``target``: (directory fd, name) to write into instead of opening path's directory
+    (path is then only what the answer shows); ``owner``: (uid, gid) for the file;
+    ``max_bytes``: refuse (QuotaExceeded, nothing written) past this size.
+    """
+    shown = os.fspath(path)
+    dir_fd = None
     try:
-        writer = _Writer(path)
+        if target is None:
+            dir_fd = os.open(os.path.dirname(os.path.abspath(shown)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            target = (dir_fd, os.path.basename(shown))
+        if not target[1] or target[1] in (".", ".."):
+            raise ContextError(f"cannot write the export to {shown}: name a file, not a directory")
+        writer = _Writer(target[0], target[1], shown, owner, max_bytes)
     except OSError as exc:
-        raise ContextError(f"cannot write the export to {path}: {exc.strerror}; choose a writable path") \
+        if dir_fd is not None:
+            os.close(dir_fd)
+        raise ContextError(f"cannot write the export to {shown}: {exc.strerror}; choose a writable path") \
             from None
     try:
         writer.write(header)
@@ -109,8 +138,11 @@ def export(db, names, path, header):
     except BaseException:
         writer.abandon()
         raise
-    return {"path": os.fspath(path), "records": trailer["records"], "sha256": trailer["sha256"],
-            "counts": counts}
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
+    return {"path": shown, "records": trailer["records"], "sha256": trailer["sha256"],
+            "counts": counts, "bytes": writer.bytes}
 
 
 def _write_records(db, names, writer):
@@ -207,11 +239,32 @@ def _journal_record(row, names):
 # ------------------------------------------------------------------- import
 
 
-def check_file(path):
+def _lines(path, source):
+    """The file to read: ``source`` (an open binary file, rewound) or ``path`` opened."""
+    if source is not None:
+        source.seek(0)
+        return _Borrowed(source)
+    return open(path, "rb")
+
+
+class _Borrowed:
+    """A file the caller owns, used as a context manager without closing it."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self.f
+
+    def __exit__(self, *exc):
+        return False
+
+
+def check_file(path, source=None):
     """The header of an export file whose trailer checks out (one streaming pass); else ExportFormatError."""
     digest, count, previous, header = hashlib.sha256(), 0, None, None
     try:
-        with open(path, "rb") as f:
+        with _lines(path, source) as f:
             for line in f:
                 if previous is not None:
                     digest.update(previous)
@@ -237,9 +290,9 @@ def check_file(path):
     return header
 
 
-def records(path, only=None):
+def records(path, only=None, source=None):
     """(line number, record) of every record between header and trailer, streamed in file order."""
-    with open(path, "rb") as f:
+    with _lines(path, source) as f:
         next(f)
         previous = None
         for number, line in enumerate(f, 2):
@@ -265,21 +318,23 @@ class Importer:
         self.db, self.access, self.memories, self.append = db, access, memories, append_entry
         self.estimator, self.store_id, self.clock = estimator, store_id, clock
 
-    def run(self, actor, path, header, on_conflict, rename):
+    def run(self, actor, path, header, on_conflict, rename, file=None):
+        """Import the checked export at path (or in the open binary ``file``)."""
+        self.file = file
         source = header.get("store_id")
         if not isinstance(source, str) or not source:
             raise ExportFormatError("the header has no store_id")
-        _verify_journal(records(path, "journal"), header.get("journal_complete") is True)
+        _verify_journal(self._records(path, "journal"), header.get("journal_complete") is True)
         self.source, self.rename = source, rename
         self.recount = header.get("estimator") != self.estimator.name
-        created = self._check_conflicts(records(path, "scope"), on_conflict)
+        created = self._check_conflicts(self._records(path, "scope"), on_conflict)
         self.maps = {"memory": {}, "compaction": {}, "goal": {}, "seq": {}}
         self.fixups = {"memory": [], "compaction": [], "goal": [], "step": []}
         self.inserted = set()
         counts = dict.fromkeys(ORDER, 0)
         with self.db.atomic():
             position = 0
-            for n, record in records(path):
+            for n, record in self._records(path):
                 kind = record.get("type")
                 if kind not in counts:
                     raise ExportFormatError(f"line {n}: unknown record type {kind!r}")
@@ -295,6 +350,9 @@ class Importer:
                         {"source": source, "exported_at": header.get("exported_at"),
                          "scopes": sorted(created), "counts": counts})
         return {"source": source, "counts": counts, "scopes_created": sorted(created)}
+
+    def _records(self, path, only=None):
+        return records(path, only, self.file)
 
     def _name(self, name):
         return check.scope(self.rename.get(name, name), "scope")

@@ -41,6 +41,12 @@ def canonical(body):
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"body: must be JSON data (objects with string keys, lists, strings, "
                               f"finite numbers, true/false/null): {exc}") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument("body: holds a lone surrogate (such as \\ud800), which is not "
+                                  "text; send valid Unicode, or base64 for bytes") from None
     if len(text) > MAX_BODY_BYTES // 4 and len(text.encode("utf-8")) > MAX_BODY_BYTES:
         raise InvalidArgument(f"body: is {len(text.encode('utf-8'))} bytes as JSON; the limit is "
                               f"{MAX_BODY_BYTES}; store large data elsewhere and journal a reference")

@@ -34,6 +34,36 @@ def digest(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+MAX_MISMATCHES = 100        # rows named in one check_digests answer
+
+
+def check_digests(db, scope_ids, name_of):
+    """Recompute the digest of every stored text (scopes ``scope_ids``; None: all).
+
+    {"ok", "checked", "mismatched": count, "rows": [{"memory_id", "scope", "stored", "computed"}]}:
+    a row whose text was changed behind the store's back (by editing the database file) no
+    longer matches the digest written with it."""
+    where, params = "text IS NOT NULL", ()
+    if scope_ids is not None:
+        if not scope_ids:
+            return {"ok": True, "checked": 0, "mismatched": 0, "rows": []}
+        where += f" AND scope_id IN ({','.join('?' * len(scope_ids))})"
+        params = tuple(scope_ids)
+    checked, bad = 0, []
+    cursor = db.execute(f"SELECT id, scope_id, text, digest FROM memories WHERE {where} ORDER BY id", params)
+    while True:
+        rows = cursor.fetchmany(1000)
+        if not rows:
+            break
+        for mid, scope_id, text, stored in rows:
+            checked += 1
+            computed = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+            if computed != stored:
+                bad.append({"memory_id": mid, "scope": name_of(scope_id), "stored": stored,
+                            "computed": computed})
+    return {"ok": not bad, "checked": checked, "mismatched": len(bad), "rows": bad[:MAX_MISMATCHES]}
+
+
 def as_dict(row, scope_name):
     """One memory row as the dict the API returns."""
     (mid, _, kind, text, tags, importance, pinned, tokens, author, created_at, last_used, state,

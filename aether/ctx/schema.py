@@ -245,10 +245,42 @@ CREATE TABLE spend(
 ) WITHOUT ROWID;
 """
 
+# Disk use per principal (issue 15): the bytes each principal's journal entries and memories
+# hold, kept by triggers so no code path can write without being counted.  A row costs its
+# text's UTF-8 bytes (a memory's twice: the full-text index holds it again) plus ROW_BYTES.
+ROW_BYTES = 200
+DISK = f"""
+CREATE TABLE disk_usage(
+    principal TEXT PRIMARY KEY,
+    bytes     INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+INSERT INTO disk_usage(principal, bytes)
+    SELECT actor, sum(length(CAST(body AS BLOB)) + {ROW_BYTES}) FROM journal GROUP BY actor;
+INSERT INTO disk_usage(principal, bytes)
+    SELECT author, sum(2 * coalesce(length(CAST(text AS BLOB)), 0) + length(tags) + {ROW_BYTES})
+    FROM memories WHERE true GROUP BY author
+    ON CONFLICT(principal) DO UPDATE SET bytes = bytes + excluded.bytes;
+CREATE TRIGGER disk_journal AFTER INSERT ON journal BEGIN
+    INSERT INTO disk_usage(principal, bytes) VALUES (new.actor, length(CAST(new.body AS BLOB)) + {ROW_BYTES})
+    ON CONFLICT(principal) DO UPDATE SET bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER disk_memory AFTER INSERT ON memories BEGIN
+    INSERT INTO disk_usage(principal, bytes)
+    VALUES (new.author, 2 * coalesce(length(CAST(new.text AS BLOB)), 0) + length(new.tags) + {ROW_BYTES})
+    ON CONFLICT(principal) DO UPDATE SET bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER disk_memory_purged AFTER UPDATE OF text ON memories
+WHEN new.text IS NULL AND old.text IS NOT NULL BEGIN
+    UPDATE disk_usage SET bytes = max(0, bytes - 2 * length(CAST(old.text AS BLOB)))
+        WHERE principal = old.author;
+END;
+"""
+
 # (version, name, steps): append only; never edit a migration that has shipped.
 MIGRATIONS = [
     (1, "base: journal, scopes, grants, memories, full-text indexes, compactions, goals", [BASE]),
     (2, "spend: model-token accounts, reserved before a call and settled after", [SPEND]),
+    (3, "disk: bytes each principal's journal entries and memories hold", [DISK]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

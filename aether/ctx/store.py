@@ -17,6 +17,11 @@ Durability promise (docs/context-store.md has the long form):
 * A full disk, a read-only file or filesystem, a held lock or a corrupt file
   become StoreFullError, StoreReadOnlyError, StoreBusyError or
   StoreCorruptError; the transaction is rolled back and reads keep working.
+* A store opened read-only (``read_only=True``; ContextStore's "auto" does so
+  when the file or its file system cannot be written) reads with ``mode=ro``,
+  or ``immutable=1`` when the file system is read-only and SQLite cannot make
+  its shared-memory file there; every write transaction is refused up front
+  with StoreReadOnlyError saying why (``read_only_reason``).
 
 Threading: a Store is used by one thread (sqlite3's check_same_thread).  It
 must not cross fork(): a forked child that calls it gets a StoreError, and
@@ -48,7 +53,8 @@ class Store:
     def __init__(self, path, read_only=False, migrations=None, check_same_thread=True):
         self.pid = os.getpid()
         self.path = os.fspath(path)
-        self.read_only = read_only
+        self.read_only = bool(read_only)
+        self.read_only_reason = read_only if isinstance(read_only, str) else "opened read-only"
         self._depth = 0
         self._rollback_hooks = []
         self.rollbacks = 0          # bumped by every rollback: caches of what the database holds compare it
@@ -66,8 +72,8 @@ class Store:
     def _connect(self, check_same_thread):
         target, uri = self.path, False
         if self.read_only:
-            target, uri = "file:" + _quote_uri(os.path.abspath(self.path)) + "?mode=ro", True
-        elif self.path != ":memory:":
+            return self._connect_read_only(check_same_thread)
+        if self.path != ":memory:":
             parent = os.path.dirname(os.path.abspath(self.path))
             if not os.path.isdir(parent):
                 raise StoreError(f"cannot open the context store {self.path}: the directory {parent} "
@@ -77,6 +83,29 @@ class Store:
                                    check_same_thread=check_same_thread)
         except sqlite3.Error as exc:
             raise translate(exc, f"opening {self.path}", self.path) from exc
+
+    def _connect_read_only(self, check_same_thread):
+        """mode=ro; on a read-only file system where that cannot open a WAL database
+        (no -shm file can be made), immutable=1: nobody can change it there."""
+        base = "file:" + _quote_uri(os.path.abspath(self.path)) + "?mode=ro"
+        try:
+            conn = sqlite3.connect(base, uri=True, isolation_level=None, cached_statements=256,
+                                   check_same_thread=check_same_thread)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error as exc:
+            if not _read_only(os.path.dirname(os.path.abspath(self.path))):
+                raise translate(exc, f"opening {self.path} read-only", self.path) from exc
+        if _size(self.path + "-wal"):
+            self.read_only_reason += ("; its write-ahead log could not be read on the read-only disk, "
+                                      "so the last writes before the disk went read-only are not shown")
+        try:
+            conn = sqlite3.connect(base + "&immutable=1", uri=True, isolation_level=None,
+                                   cached_statements=256, check_same_thread=check_same_thread)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error as exc:
+            raise translate(exc, f"opening {self.path} read-only", self.path) from exc
 
     def _configure(self):
         try:
@@ -208,6 +237,11 @@ class _Atomic:
         store = self.store
         store.check_process()
         conn = store.conn
+        if store.read_only and store._depth == 0:
+            raise StoreReadOnlyError(f"the context store {store.path} is open read-only "
+                                     f"({store.read_only_reason}): the write was not made and reads "
+                                     "still work; remount the data disk read-write (check dmesg "
+                                     "for disk errors) and restart aetherd to write again")
         if store._depth > 0 and not self.savepoint:
             self.joined = True
             store._depth += 1
@@ -388,6 +422,13 @@ def _disk_full(where):
 def _read_only(where):
     st = _statvfs(where)
     return st is not None and bool(st.f_flag & os.ST_RDONLY)
+
+
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _over_file_limit(path):

@@ -39,7 +39,8 @@ def test_verify_ok_and_head(store):
 
 
 def test_empty_journal_verifies(store):
-    assert store.verify("agent:x") == {"ok": True, "entries": 0, "head": {"seq": 0, "hash": GENESIS}}
+    assert store.verify("agent:x") == {"ok": True, "entries": 0, "head": {"seq": 0, "hash": GENESIS},
+                                       "digests": {"ok": True, "checked": 0, "mismatched": 0, "rows": []}}
 
 
 def test_triggers_refuse_update_and_delete(store):

@@ -4,8 +4,16 @@ The caller's principal comes from the kernel (identity.py); the store checks
 every grant.  Writes that arrive in the same pass of aetherd's loop are
 committed together (``run_batch``: one fsync acknowledges all of them), and a
 caller gets its answer only after that commit: an answered write is durable.
-Paths for export and import are confined to an agent's own directory unless the
-caller is privileged.
+
+Paths for export and import are opened beneath the caller's tree
+(aether/safepath.py): an agent's own home, ``/`` for the privileged.  The export
+is written to a new temporary file (``O_EXCL``) in the directory so opened and
+renamed over the name, so a link planted at the name or at ``<name>.tmp`` leads
+nowhere; an agent's export belongs to its uid and counts against its disk quota.
+
+Disk quotas (``disk_quota``): an agent's manifest ``limits.disk`` bounds its
+home plus its rows in the store; other unprivileged principals get
+DEFAULT_DISK_QUOTA for their rows; the system, the shell and the host have none.
 """
 
 import os
@@ -14,15 +22,19 @@ from ..methods import ANY, PRIVILEGED, PUBLIC, Method, obj
 from ..protocol import (BudgetExhausted, Conflict, Internal, InvalidParams, NotFound, PermissionDenied,
                         Unavailable)
 from ..server import Deferred
+from ... import diskspace, safepath
+
+DEFAULT_DISK_QUOTA = 64 << 20      # bytes, for principals without a manifest (the manifest's default too)
 
 CODES = {"invalid_argument": InvalidParams, "not_found": NotFound, "permission_denied": PermissionDenied,
          "conflict": Conflict, "quota_exceeded": BudgetExhausted, "bad_export": InvalidParams,
          "store_full": Unavailable, "store_read_only": Unavailable, "store_busy": Unavailable,
-         "store_corrupt": Internal, "store_error": Unavailable, "schema_error": Internal}
+         "store_corrupt": Internal, "store_error": Unavailable, "schema_error": Internal,
+         "ctx_error": InvalidParams, "disk_reserve": Unavailable}
 
 
 def as_abi_error(e):
-    cls = CODES.get(getattr(e, "code", ""), Conflict)
+    cls = CODES.get(getattr(e, "code", ""), Unavailable)
     return cls(str(e), {"ctx_code": getattr(e, "code", None)})
 
 
@@ -69,17 +81,124 @@ class Batcher:
             self.on_commit()
 
 
-def _confined(d, caller, path):
-    """A path a non-privileged caller may use: inside its own agent directory."""
+def _tree(d, caller):
+    """The tree a caller's export and import paths are walked beneath (a safepath.Beneath)."""
     if caller.privileged:
-        return path
+        return safepath.Beneath("/", confined=False)
     if not caller.agent:
-        raise PermissionDenied(f"{caller.principal} has no directory of its own to export to")
-    home = os.path.realpath(d.supervisor.home(caller.agent))
-    full = os.path.realpath(os.path.join(home, path))
-    if full != home and not full.startswith(home + os.sep):
-        raise PermissionDenied(f"{caller.principal} may use files only inside {home} (got {path!r})")
-    return full
+        raise PermissionDenied(f"{caller.principal} has no directory of its own to export to; "
+                               "export from the shell, or as an agent into its home")
+    home = d.supervisor.home(caller.agent)
+    try:
+        return safepath.Beneath(home)
+    except OSError as e:
+        raise Unavailable(f"the home {home} of {caller.principal} cannot be opened: {e.strerror}") from None
+
+
+def _path_error(caller, path, e):
+    if isinstance(e, safepath.Refused):
+        return PermissionDenied(f"{caller.principal} may use files only inside its own directory: "
+                                f"{path!r}: {e} (rule: {e.rule})", {"rule": e.rule})
+    from ...tools.files import oserror_tool_error
+    if isinstance(e, FileNotFoundError):
+        return NotFound(f"{e.filename or path} does not exist")
+    mapped = oserror_tool_error(e, e.filename or path)
+    return {"invalid_arguments": InvalidParams, "permission_denied": PermissionDenied,
+            "unavailable": Unavailable}.get(mapped.code, Unavailable)(str(mapped))
+
+
+def export(d, caller, params, conn):
+    """ctx.export: the file written beneath the caller's tree, as its uid, within its quota."""
+    params = dict(params)
+    if not caller.privileged and "scopes" not in params and caller.agent:
+        params["scopes"] = [caller.principal]        # an agent's export: its own scope
+    path = params.pop("path")
+    store = _store(d)
+    with _tree(d, caller) as tree:
+        try:
+            dir_fd, name, names = tree.walk(path, last="keep")
+        except (safepath.Refused, OSError) as e:
+            raise _path_error(caller, path, e) from None
+        try:
+            shown = tree.shown(names + [name]) if name else tree.shown(names)
+            owner, limit = None, None
+            if not caller.privileged:
+                if caller.uid is not None and os.geteuid() == 0:
+                    owner = (caller.uid, caller.gid if caller.gid is not None else -1)
+                limit = _room(d, caller, tree.top)
+            return _run(store.export, caller.principal, shown, target=(dir_fd, name), owner=owner,
+                        max_bytes=limit, **params)
+        finally:
+            os.close(dir_fd)
+
+
+def import_(d, caller, params, conn):
+    """ctx.import: the file opened beneath the caller's tree (no link followed by the kernel)."""
+    params = dict(params)
+    path = params.pop("path")
+    store = _store(d)
+    if not caller.privileged:
+        raise PermissionDenied(f"{caller.principal} may not import: only the shell or system imports context")
+    with _tree(d, caller) as tree:
+        try:
+            fd, shown, _st = tree.open_file(path)
+        except (safepath.Refused, OSError) as e:
+            raise _path_error(caller, path, e) from None
+    with open(fd, "rb") as f:
+        return _run(store.import_, caller.principal, shown, file=f, **params)
+
+
+def _run(method, *args, **kwargs):
+    try:
+        return method(*args, **kwargs)
+    except Exception as e:
+        if hasattr(e, "code") and type(e).__module__.startswith("aether.ctx"):
+            raise as_abi_error(e) from None
+        raise
+
+
+def _room(d, caller, home):
+    """Bytes an agent's export may take: what its quota and the disk's reserve leave."""
+    left = disk_quota(d)(caller.principal)
+    try:
+        st = os.statvfs(home)
+        free = diskspace.free_bytes(st, system=False)
+    except OSError:
+        free = None
+    choices = [n for n in (left, free) if n is not None]
+    return max(0, min(choices)) if choices else None
+
+
+def agent_disk_limit(d, name):
+    """The manifest's limits.disk of agent ``name`` (the default when it has none)."""
+    agent = d.supervisor.agents.get(name)
+    limit = getattr(getattr(agent, "manifest", None), "limits_disk", None)
+    return limit if isinstance(limit, int) else DEFAULT_DISK_QUOTA
+
+
+def store_options(d, path):
+    """aetherd's ContextStore options: read-only when the disk is, the disk quotas, the reserve."""
+    try:
+        reserve = diskspace.reserve_bytes(os.statvfs(os.path.dirname(path)))
+    except OSError:
+        reserve = 0
+    return {"read_only": "auto", "disk_quota": disk_quota(d), "reserve_bytes": reserve}
+
+
+def disk_quota(d):
+    """The store's ``disk_quota(principal)``: bytes its rows may still grow to (None: no quota).
+
+    An agent's quota is shared between its home and the store: what its home holds
+    is taken off."""
+    def quota(principal):
+        if principal in ("system", "host") or principal.startswith("shell"):
+            return None
+        if principal.startswith("agent:"):
+            name = principal[len("agent:"):]
+            home = os.path.realpath(d.supervisor.home(name))
+            return agent_disk_limit(d, name) - diskspace.tree_bytes(home)
+        return DEFAULT_DISK_QUOTA
+    return quota
 
 
 def call(name, write=False, paths=()):
@@ -90,9 +209,6 @@ def call(name, write=False, paths=()):
         params = dict(params)
         if name == "export" and not caller.privileged and "scopes" not in params and caller.agent:
             params["scopes"] = [caller.principal]        # an agent's export: its own scope
-        for key in paths:
-            if key in params:
-                params[key] = _confined(d, caller, params[key])
         if write:
             return d.batcher.submit(attr, {"caller": caller.principal, **params})
         try:
@@ -109,9 +225,10 @@ def info(d, caller, params, conn):
 
 
 def check(d, caller, params, conn):
-    """SQLite's integrity check and the journal's hash chain, in one answer."""
+    """SQLite's integrity check, the journal's hash chain and the stored digests, in one answer."""
     store = _store(d)
-    return {"integrity": store.db.integrity_check(), "chain": store.verify(caller.principal)}
+    return {"integrity": store.db.integrity_check(), "chain": store.verify(caller.principal),
+            "digests": store.check_digests(caller.principal)}
 
 
 STR = {"type": "string", "maxLength": 200}
@@ -188,10 +305,12 @@ CALLS = {
 # Calls that change nothing: a plain local uid may make them (the store shows it what it was granted).
 READS = frozenset({"journal", "verify", "recall", "search", "window", "goal", "goals", "usage", "pressure",
                    "compacted", "scopes", "grants", "as_of"})
-METHODS = [Method(f"ctx.{name}", call(name, write, paths), schema, PUBLIC if name in READS else ANY, doc)
+HANDLERS = {"export": export, "import": import_}     # calls that open a path the caller named
+METHODS = [Method(f"ctx.{name}", HANDLERS.get(name) or call(name, write, paths), schema,
+                  PUBLIC if name in READS else ANY, doc)
            for name, (schema, write, paths, doc) in CALLS.items()]
 METHODS.append(Method("ctx.info", info, obj(), PUBLIC,
                       "where the store lives, whether it is durable (a data disk) or in memory, its journal "
                       "head, and what rewriting summaries with the model did and cost"))
 METHODS.append(Method("ctx.check", check, obj(), PRIVILEGED,
-                      "PRAGMA integrity_check and the journal's hash chain"))
+                      "PRAGMA integrity_check, the journal's hash chain and every stored digest"))

@@ -10,13 +10,16 @@ from ... import tools
 from ...tools import processes
 from .. import worker
 from ..methods import ANY, PUBLIC, Method, obj
-from ..protocol import (Conflict, Internal, InvalidParams, MethodNotFound, NotFound,
+from ..protocol import (BudgetExhausted, Conflict, Internal, InvalidParams, MethodNotFound, NotFound,
                         PermissionDenied, TooLarge, Unavailable)
+from . import ctx as ctx_calls
 
 SLOW = {"fetch.url": 60.0}          # tool -> longest it may take (its own timeout bound)
 CODES = {"unknown_tool": MethodNotFound, "invalid_arguments": InvalidParams,
          "permission_denied": PermissionDenied, "not_found": NotFound, "already_exists": Conflict,
-         "too_large": TooLarge, "unavailable": Unavailable}
+         "too_large": TooLarge, "unavailable": Unavailable, "wrong_type": InvalidParams,
+         "fetch_failed": Unavailable, "quota_exceeded": BudgetExhausted}
+# Anything else ("failed": an OS error no rule names, or a bug in a tool) answers internal.
 
 
 def tool_caller(d, caller):
@@ -27,8 +30,20 @@ def tool_caller(d, caller):
         agent = d.supervisor.agents[caller.agent]
         home = d.supervisor.home(caller.agent)
         return tools.Caller(caller.principal, caller.uid, root=home, gid=caller.gid,
-                            owns_pid=processes.in_cgroup("/aether/agents/" + "/".join(agent.lineage)))
+                            owns_pid=processes.in_cgroup("/aether/agents/" + "/".join(agent.lineage)),
+                            disk_quota=_home_quota(d, caller))
     return tools.Caller(caller.principal, caller.uid, gid=caller.gid)
+
+
+def _home_quota(d, caller):
+    """What an agent's home may hold: its limits.disk less its rows in the context store."""
+    limit = ctx_calls.agent_disk_limit(d, caller.agent)
+    if d.store is not None:
+        try:
+            limit -= d.store.disk_bytes(caller.principal)
+        except Exception:  # noqa: BLE001 - an unreadable store leaves the whole quota to the home
+            pass
+    return limit
 
 
 def as_abi_error(e):
