@@ -288,30 +288,56 @@ def parse(text, origin="manifest"):
 
 
 def load_dir(path, warn):
-    """Every *.toml under path: {name: Manifest}; bad ones are reported to warn()."""
+    """Every *.toml under path: {name: Manifest}; bad ones are reported to warn().
+
+    A manifest says what runs and as whom, so a directory or a file that anyone but
+    root or aetherd's own uid may write is not read, and no link is followed."""
     import os
     found = {}
     try:
-        entries = sorted(os.listdir(path))
+        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return found
-    for entry in entries:
-        if not entry.endswith(".toml"):
-            continue
-        origin = os.path.join(path, entry)
-        try:
-            with open(origin, encoding="utf-8") as f:
-                manifest = parse(f.read(), origin)
-        except (OSError, UnicodeDecodeError) as e:
-            warn(f"{origin}: cannot read: {e}")
-            continue
-        except ManifestError as e:
-            warn(f"agent not loaded: {e}")
-            continue
-        if manifest.name in found:
-            warn(f"{origin}: agent {manifest.name!r} is already defined by {found[manifest.name].origin}; ignored")
-            continue
-        found[manifest.name] = manifest
-        for notice in getattr(manifest, "notices", ()):
-            warn(notice)
+    except OSError as e:
+        warn(f"{path}: manifests not read: {e.strerror} (it must be a directory, not a link)")
+        return found
+    try:
+        if not _ours(os.fstat(dfd)):
+            warn(f"{path}: manifests not read: the directory may be written by others than root "
+                 "(it must belong to root and not be group- or world-writable)")
+            return found
+        for entry in sorted(os.listdir(dfd)):
+            if entry.endswith(".toml"):
+                _load_one(dfd, entry, os.path.join(path, entry), found, warn)
+    finally:
+        os.close(dfd)
     return found
+
+
+def _ours(st):
+    """Owned by root or aetherd's uid, and writable by nobody else."""
+    import os
+    return st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022
+
+
+def _load_one(dfd, entry, origin, found, warn):
+    import os
+    import stat
+    try:
+        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+        with os.fdopen(fd, encoding="utf-8") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or not _ours(st):
+                return warn(f"{origin}: not read: it must be a plain file of root's that nobody "
+                            "else may write")
+            manifest = parse(f.read(1 << 20), origin)
+    except (OSError, UnicodeDecodeError) as e:
+        return warn(f"{origin}: cannot read: {e}")
+    except ManifestError as e:
+        return warn(f"agent not loaded: {e}")
+    if manifest.name in found:
+        return warn(f"{origin}: agent {manifest.name!r} is already defined by {found[manifest.name].origin}; "
+                    "ignored")
+    found[manifest.name] = manifest
+    for notice in getattr(manifest, "notices", ()):
+        warn(notice)

@@ -18,6 +18,7 @@ of their state machines.
   limits are not enforced; the supervisor says so once, loudly.
 """
 
+import errno
 import os
 import time
 from collections import deque
@@ -25,7 +26,7 @@ from collections import deque
 from . import launch as _launch
 from .. import spawn as _spawn
 from .cgroup import Cgroups, CgroupError
-from .layout import Layout
+from .layout import Layout, LayoutError
 from .names import LEGACY, Names, NameRefused
 from .machine import Agent
 from ..broker.spend import Exhausted, Ledger, LedgerError
@@ -148,6 +149,7 @@ class Supervisor:
         self.shutting_down = False
         self._admit_pending = False
         self.notices = []                # alerts from setting up the data partition, for aetherd
+        self.broken = None               # why agents' homes cannot be used, if they cannot
         self.layout = Layout(data_dir)
         self.names = self._open_names()
         if not self.groups.enforced:
@@ -160,17 +162,29 @@ class Supervisor:
                                                  if self.own_uids else ""))
 
     def _open_names(self):
-        """The data partition's trees, the old layout moved (once), and the registry of names."""
-        self.layout.prepare()
-        legacy = self.layout.migrate(self._notice)
+        """The data partition's trees, the old layout moved (once), and the registry of names.
+
+        When the trees cannot be made (a read-only or broken data disk) or are not what they
+        must be (a planted link), aetherd keeps serving; no agent starts, and each says why."""
+        legacy = {}
+        try:
+            self.layout.prepare()
+            legacy = self.layout.migrate(self._notice)
+        except (LayoutError, OSError) as e:
+            self.broken = f"the agents' trees on the data partition are not usable: {e}"
+            self._notice(self.broken + "; no agent can start")
         names = Names(self.layout.names_file(), self.log)
         if names.problem:
             self._notice(names.problem)
-        for entry in sorted(os.listdir(self.layout.homes)):
-            if entry not in names.entries:
-                legacy.setdefault(entry, None)          # a home without an owner: legacy
-        names.adopt({n: u for n, u in legacy.items() if self._nameable(n)})
-        self.layout.mark_migrated()
+        try:
+            for entry in sorted(os.listdir(self.layout.homes)):
+                if entry not in names.entries:
+                    legacy.setdefault(entry, None)          # a home without an owner: legacy
+            names.adopt({n: u for n, u in legacy.items() if self._nameable(n)})
+            if self.broken is None:
+                self.layout.mark_migrated()
+        except OSError as e:
+            self._notice(f"the agent name registry cannot be brought up to date: {e}")
         return names
 
     @staticmethod
@@ -246,6 +260,8 @@ class Supervisor:
             uid = gid = 0 if m.user == "root" else self.names.uid(agent.name)
         else:
             uid, gid = os.getuid(), os.getgid()
+        if self.broken:
+            raise OSError(errno.EIO, self.broken)
         home = self._make_home(agent.name, uid, gid)
         r, w = os.pipe2(os.O_CLOEXEC)
         env = {"PATH": "/usr/bin", "HOME": home, "LANG": "C.UTF-8", "AETHER_AGENT": agent.name,

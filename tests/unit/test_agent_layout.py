@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from aether.agent.layout import LayoutError
+from aether.agent.layout import Layout, LayoutError
 from aether.agent.supervisor import Supervisor
 
 
@@ -59,7 +59,7 @@ def test_a_planted_link_for_a_system_tree_stops_the_setup(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     os.symlink(tmp_path / "elsewhere", tmp_path / "data" / "manifests")
     with pytest.raises(LayoutError, match="planted"):
-        supervisor(tmp_path / "data")
+        Layout(str(tmp_path / "data")).prepare()
 
 
 @pytest.mark.skipif(not ROOT, reason="file owners need root")
@@ -112,3 +112,37 @@ def test_the_name_registry_is_written_atomically_and_a_bad_one_fails_closed(tmp_
 def sup_manifest(name):
     from aether.agent.manifest import from_dict
     return from_dict({"name": name, "program": "/bin/true"})
+
+
+@pytest.mark.skipif(not ROOT, reason="file owners need root")
+def test_manifests_anyone_else_may_write_are_not_read(tmp_path):
+    from aether.agent.manifest import load_dir
+    good = 'name = "{}"\nprogram = "/bin/true"\n'
+    (tmp_path / "mine.toml").write_text(good.format("mine"))
+    (tmp_path / "theirs.toml").write_text(good.format("theirs"))
+    os.chown(tmp_path / "theirs.toml", AGENT_UID, AGENT_UID)
+    (tmp_path / "open.toml").write_text(good.format("open"))
+    os.chmod(tmp_path / "open.toml", 0o666)
+    (tmp_path / "elsewhere.txt").write_text(good.format("linked"))
+    os.chown(tmp_path / "elsewhere.txt", AGENT_UID, AGENT_UID)
+    os.symlink(tmp_path / "elsewhere.txt", tmp_path / "linked.toml")
+    said = []
+    assert list(load_dir(str(tmp_path), said.append)) == ["mine"]
+    assert len(said) == 3
+    os.chmod(tmp_path, 0o777)
+    assert load_dir(str(tmp_path), said.append) == {} and "directory" in said[-1]
+    os.chmod(tmp_path, 0o755)
+    os.symlink(tmp_path, tmp_path.parent / "link-to-manifests")
+    assert load_dir(str(tmp_path.parent / "link-to-manifests"), said.append) == {}
+
+
+def test_a_planted_tree_keeps_aetherd_up_and_no_agent_starts(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "data" / "home")
+    sup = supervisor(tmp_path / "data")
+    assert sup.broken and any("planted" in n for n in sup.notices)
+    sup.declare(sup_manifest("web"), None, "shell", owner="shell")
+    with pytest.raises(OSError, match="not usable"):
+        sup.launch(sup.agents["web"])
+    assert os.listdir(tmp_path / "elsewhere") == []
