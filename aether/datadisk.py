@@ -235,16 +235,17 @@ def read_boot_count(data_dir=DATA_DIR):
 def count_boot(data_dir=DATA_DIR, log=None):
     """Add one to data_dir/boot-count, atomically and durably; return the new count.
 
-    Written to a temporary file, fsynced, renamed over the old one, and the
-    directory fsynced: after a crash the file holds the old count or the new one.
+    Written to a new temporary file (O_CREAT | O_EXCL | O_NOFOLLOW: a link planted
+    there is never followed), fsynced, renamed over the old one, and the directory
+    fsynced: after a crash the file holds the old count or the new one.
     """
     path = os.path.join(data_dir, BOOT_COUNT)
     old = read_text(path)
     if old and not old.isdigit() and log is not None:
         log.warning(f"{path} held {old[:40]!r}, not a number; counting from 0")
     count = (int(old) if old.isdigit() else 0) + 1
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    tmp = f"{path}.{os.getpid()}.{time.monotonic_ns()}.tmp"     # new: nothing planted is opened
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, f"{count}\n".encode())
         os.fsync(fd)

@@ -228,3 +228,13 @@ def test_reads_the_label_of_a_real_ext4(tmp_path):
     assert datadisk.read_superblock(str(image)) == (True, "AETHER-DATA")
     subprocess.run([mkfs, "-q", "-F", str(image), "4M"], check=True)
     assert datadisk.read_superblock(str(image)) == (True, None)
+
+
+def test_the_boot_counter_never_writes_through_a_planted_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "boot-count.tmp").symlink_to(victim)     # the old counter opened this name, O_TRUNC
+    assert datadisk.count_boot(str(data)) == 1
+    assert victim.read_text() == "keep me" and (data / "boot-count").read_text() == "1\n"
