@@ -696,7 +696,7 @@ def files_read(u, env):
     return Match(score, [tool("files.read", f"the contents of {path}", path=path)])
 
 
-@intent("files.write", "files", "write text to a file (overwriting needs yes)",
+@intent("files.write", "files", "write text to a file (needs yes: it changes the machine)",
         ["write 'hello' to /tmp/greeting", "append \"done\" to /tmp/log", "overwrite /tmp/x with 'new text'"])
 def files_write(u, env):
     if not u.paths or not u.has(*WRITE, "add"):

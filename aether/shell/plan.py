@@ -21,15 +21,21 @@ from .text import When
 
 
 class Step:
-    __slots__ = ("method", "params", "says", "risk", "show", "undo", "then")
+    __slots__ = ("method", "params", "says", "given_risk", "show", "undo", "then")
 
     def __init__(self, method, params=None, says="", risk=None, show=None, undo=None, then=None):
         self.method, self.params = method, dict(params or {})
         self.says = says              # what the step does, in words
-        self.risk = risk or (risks.of(method, self.params) if method != "tool.call" else None)   # why it needs a yes
+        self.given_risk = risk        # the planner's own words for why it needs a yes
         self.show = show              # which renderer presents the result (default: by method)
         self.undo = undo              # fn(result) -> [Step] that reverse it, or None
         self.then = then              # fn(result) -> [Step] to run next (e.g. forget each match)
+
+    @property
+    def risk(self):
+        """Why this step needs a yes, or None: the table in risk.py decides, whoever planned it
+        (asked each time, so a step whose parameters change is judged on what it will send)."""
+        return self.given_risk or risks.of(self.method, self.params)
 
     @property
     def tool(self):

@@ -11,7 +11,7 @@ intent's help and examples, never a traceback.
 
 import re
 
-from . import intents
+from . import intents, risk as risks
 from .intents import INTENTS
 from .plan import Plan
 from .text import Utterance
@@ -31,16 +31,40 @@ def plan(line, agents=()):
     env = {"agents": list(agents)}
     if not u.words and not u.paths and not u.urls and not u.quoted:
         return Plan("help", line) if line.strip() == "?" else Plan("empty", line)
-    best_name, best = None, None
-    for name, entry in INTENTS.items():
+    ranked = []
+    for n, (name, entry) in enumerate(INTENTS.items()):
         match = entry.match(u, env)
-        if match is not None and (best is None or match.score > best.score):
-            best_name, best = name, match
-    if best is not None and _unknown_lead(u):
-        best.score -= LEAD_PENALTY            # "frobnicate the memory": not a memory question
-    if best is None or best.score < THRESHOLD:
-        return Plan("unknown", line, note=closest(u), answer=closest(u))
-    return Plan(best_name, line, best.steps, best.note, best.answer)
+        if match is not None:
+            ranked.append((-match.score, n, name, match))
+    ranked.sort(key=lambda r: r[:2])          # best first; a tie goes to the intent registered first
+    penalty = LEAD_PENALTY if ranked and _unknown_lead(u) else 0   # "frobnicate the memory": a guess
+    missing = []
+    for _score, _n, name, match in ranked:
+        if match.score - penalty < THRESHOLD:
+            break
+        absent = missing_agents(match.steps, agents)
+        if absent:                            # a risky step on an agent that does not exist: not this
+            missing += [a for a in absent if a not in missing]
+            continue
+        return Plan(name, line, match.steps, match.note, match.answer)
+    if missing:
+        return Plan("not_found", line, note=not_found(missing, agents), answer=not_found(missing, agents))
+    return Plan("unknown", line, note=closest(u), answer=closest(u))
+
+
+def missing_agents(steps, agents):
+    """Agents that risky steps act on and the machine does not know."""
+    known = set(agents)
+    return [name for s in steps if s.risk for kind, name in risks.objects(s.method, s.params)
+            if kind == "agent" and name not in known]
+
+
+def not_found(names, agents):
+    """What to say instead of proposing a risky step on agents that do not exist."""
+    shown = ", ".join(repr(n) for n in names)
+    have = ", ".join(sorted(agents)) or "none"
+    return (f"There is no agent named {shown}, so I planned nothing. The agents are: {have}. "
+            "'list agents' shows them all, stopped ones too.")
 
 
 def closest(u, n=SUGGESTIONS):

@@ -12,7 +12,11 @@ For each line:
    configured (falling back to offline with a notice);
 2. show the plan, and record intent, plan and steps as a goal in the
    context store (scope ``user``: history survives reboots);
-3. if a step is risky, ask; no answer but yes abandons the plan;
+3. check that what its risky steps act on exists (the agent, the file, the
+   memory): a risky step on something that is not there is never proposed,
+   the shell says what was not found instead; then, if a step is risky, ask;
+   no answer but yes abandons the plan.  Every plan passes here, whoever made
+   it: the offline planner, the model, an undo, and steps found while running;
 4. run the steps in order, showing each result and recording each outcome;
    the first failure stops the plan (the rest are skipped, and said so);
 5. Ctrl-C (KeyboardInterrupt) cancels the running plan, never the shell.
@@ -22,13 +26,14 @@ The last plan run is kept for ``explain`` and ``undo``.
 
 import json
 
-from ..abi.protocol import AbiError
-from . import planner, render
+from ..abi.protocol import AbiError, NotFound
+from . import planner, render, risk as risks
 from .plan import Plan
 from .text import When
 
 PROMPT = "aether> "
-META = ("help", "explain", "undo", "empty")
+META = ("help", "explain", "undo", "empty", "not_found")
+UNANSWERED = ("unknown", "not_found")       # plans recorded as failed: nothing was done
 
 
 class Cancelled(Exception):
@@ -129,6 +134,7 @@ class Session:
         return self.execute(plan)
 
     def plan(self, line):
+        self._refresh_agents()
         offline = planner.plan(line, self.agents)
         if offline.intent in META or self.model is None or not self.model_configured:
             return offline
@@ -139,7 +145,20 @@ class Session:
                             + (f"\n{offline.note}" if offline.note else ""))
             return offline
 
-    def execute(self, plan, ask=True):
+    def _refresh_agents(self):
+        """The agents' names as they are now (the planner checks risky steps against them)."""
+        if self.client is None:
+            return
+        try:
+            self.agents = [a["name"] for a in self.call("agent.list")]
+        except AbiError:
+            pass
+
+    def execute(self, plan):
+        missing = self._missing(plan.steps)
+        if missing:
+            plan = Plan("not_found", plan.line, note=_not_found(missing), answer=_not_found(missing),
+                        source=plan.source)
         shown = plan.text()
         if shown:
             self.out(shown)
@@ -147,14 +166,16 @@ class Session:
         if plan.answer is not None or not plan.steps:
             if plan.answer is not None and plan.answer != plan.note:
                 self.out(plan.answer)
-            self._record(goal, "update_goal", status="done" if plan.intent != "unknown" else "failed",
-                         outcome="answered" if plan.intent != "unknown" else "not understood")
+            failed = plan.intent in UNANSWERED
+            self._record(goal, "update_goal", status="failed" if failed else "done",
+                         outcome={"unknown": "not understood", "not_found": "not found"}.get(plan.intent,
+                                                                                             "answered"))
             return plan
         results = []
         try:
-            if ask and plan.risky:
+            if plan.risky:
                 self._ask([s for s in plan.steps if s.risk], plan.steps)
-            self._run(plan.steps, goal, results, ask)
+            self._run(plan.steps, goal, results)
         except Cancelled as e:
             self.out(f"cancelled: {e}")
             self._finish(goal, results, plan, "abandoned", f"cancelled: {e}")
@@ -175,7 +196,7 @@ class Session:
         if not self.confirm("Run it? [y/N] "):
             raise Cancelled("not confirmed; nothing was run")
 
-    def _run(self, steps, goal, results, ask):
+    def _run(self, steps, goal, results):
         times = None
         queue = list(steps)
         n = 0
@@ -205,15 +226,58 @@ class Session:
             self._record(goal, "update_step", step=n, status="done", outcome=_outcome(result))
             if step.then is not None:
                 more = step.then(result)
+                missing = self._missing(more or [])
+                if missing:
+                    self.out(f"next steps not run: {_not_found(missing)}")
+                    more = [s for s in more if not self._missing([s])]
                 if more:
                     self.out("next:\n" + "\n".join(f"  {n + i}. {s.line()}" for i, s in enumerate(more, 1)))
                     for i, s in enumerate(more, 1):
                         self._record(goal, "add_step", description=s.line())
-                    if ask and any(s.risk for s in more):
+                    if any(s.risk for s in more):
                         self._ask([s for s in more if s.risk], [None] * n + more)
                     queue = more + queue
             if method == "ctx.journal" and params.get("kind") == "alert" and result:
                 self._mark_alerts_seen(max(e["seq"] for e in result))
+
+    # -- what risky steps act on must exist
+
+    def _missing(self, steps):
+        """What the risky ``steps`` act on and is not there: ["agent 'x'", "file /p", "memory 7"]."""
+        missing = []
+        for step in steps:
+            if not step.risk:
+                continue
+            for kind, name in risks.objects(step.method, step.params):
+                if not getattr(self, "_has_" + kind)(name):
+                    missing.append(f"{kind} {name!r}" if kind == "agent" else f"{kind} {name}")
+        return missing
+
+    def _has_agent(self, name):
+        try:
+            return name in {a["name"] for a in self.call("agent.list")}
+        except AbiError:
+            return name in self.agents        # aetherd not answering: the step will fail anyway
+
+    def _has_file(self, path):
+        if not isinstance(path, str) or not path.strip("/"):
+            return isinstance(path, str)
+        parent, _, name = path.rstrip("/").rpartition("/")
+        try:
+            found = self.call("tool.call", name="files.list",
+                              args={"path": parent or "/", "pattern": _glob_literal(name), "limit": 1})
+        except AbiError as e:
+            return getattr(e, "code", "") != "not_found"     # refused or unreadable: let the yes decide
+        return bool(found.get("entries"))
+
+    def _has_memory(self, memory_id):
+        try:
+            self.call("ctx.recall", memory_id=memory_id)
+        except NotFound:
+            return False
+        except AbiError:
+            return True
+        return True
 
     def _times(self):
         """(now, boot) on the machine's clock, to resolve 'since boot', 'yesterday'..."""
@@ -308,6 +372,17 @@ class Session:
             return plan
         undo = Plan("undo", f"undo: {last.line}", steps, note=f"To undo {last.line!r}:")
         return self.execute(undo)
+
+
+def _not_found(missing):
+    return (f"there is no {', no '.join(missing)}, so I propose nothing that acts on "
+            f"{'it' if len(missing) == 1 else 'them'}. 'list agents', 'list /dir' or 'search memories' "
+            "show what is there.")
+
+
+def _glob_literal(name):
+    """A files.list pattern that matches exactly ``name``."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _has_when(value):

@@ -128,6 +128,8 @@ def one_shot(connect, line, yes=False):
     plan = session.handle(line)
     if plan.intent in ("unknown",):
         return 2
+    if plan.intent == "not_found":
+        return 1                              # a risky step on something that is not there: nothing ran
     last = session.last
     if last is None or last[0] is not plan:
         return 0 if plan.answer is not None or plan.intent in ("help", "explain") else 1

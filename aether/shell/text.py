@@ -86,8 +86,12 @@ class Utterance:
         self.durations = [_number(n) * UNIT_SECONDS[u] for n, u in DURATION.findall(lowered)]
         self.integers = [int(x) for x in INTEGER.findall(PERCENT.sub(" ", SIZE.sub(" ", lowered)))]
         known = {a.lower() for a in agents}
-        self.agents = [w for w in dict.fromkeys(self.words) if w in known]
+        self.agents = [w for w in dict.fromkeys(self.words)
+                       if w in known and (w not in COMMAND_WORDS or self._explicit(w))]
         self.named = self._named_agent()
+        if set(self.agents) & COMMAND_WORDS:  # "stop agent reboot": the name is not also the verb
+            self.words = [w for w in self.words if w not in COMMAND_WORDS or w not in self.agents]
+            self.set = set(self.words)
 
     # -- questions intents ask
 
@@ -116,6 +120,12 @@ class Utterance:
     def agent(self):
         """The agent the line is about: a known one it names, else one it calls an agent."""
         return self.agents[0] if self.agents else self.named
+
+    def _explicit(self, name):
+        """The line names ``name`` as an agent: 'agent NAME', 'NAME agent', 'called NAME'."""
+        text = " ".join(self.words)
+        n = re.escape(name)
+        return re.search(rf"\b(?:agent|called|named)\s+{n}\b|\b{n}'?s?\s+agent\b", text) is not None
 
     def _named_agent(self):
         """A name given as 'agent NAME', 'NAME agent' or 'called NAME' (the agent may not exist)."""
@@ -150,7 +160,16 @@ class Utterance:
         return None
 
 
-NOT_NAMES = {"the", "an", "a", "this", "that", "new", "my", "each", "every", "which", "what", "one", "some",
+# The shell's own command words: an agent with one of these names is reached only when the
+# line calls it an agent ("inspect the status agent", "stop agent reboot"), so "status",
+# "reboot" or "explain" always mean the command (tests check every one-word example is here).
+COMMAND_WORDS = frozenset({"status", "explain", "reboot", "poweroff", "help", "undo", "history", "uptime",
+                           "alerts", "agents", "ps", "overview", "dashboard", "sitrep", "shutdown", "halt",
+                           "processes"})
+
+NOT_NAMES = {"even", "also", "just", "only", "too", "ones", "still", "first", "here", "there", "else",
+             "please", "now", "really", "ever", "stopped", "running", "failed", "exited",
+             "the", "an", "a", "this", "that", "new", "my", "each", "every", "which", "what", "one", "some",
              "any", "your", "its", "is", "to", "for", "of", "and", "all", "whose", "called", "named", "with",
              "table", "list", "logs", "log", "output", "state", "status", "goal", "up", "down", "again",
              "whose", "who", "was", "has", "have", "had", "been", "be", "are", "in", "on", "at", "by", "from",

@@ -120,7 +120,7 @@ def test_every_intent_is_recorded_with_plan_steps_and_outcome(aetherd):
 
 
 def test_a_watch_intent_starts_a_watch_agent(aetherd):
-    code, out = aetherd.intent("tell me when memory goes above 99.9%")
+    code, out = aetherd.intent("tell me when memory goes above 99.9%", "--yes")
     assert code == 0, out
     assert state(aetherd, "watch-memory") in ("starting", "running")
     code, out = aetherd.intent("undo")          # a one-shot is a session of its own
@@ -269,7 +269,7 @@ def wait_rest(d, name, timeout=30):
 
 
 def test_a_goal_agent_without_a_model_records_its_goal_as_waiting(aetherd):
-    code, out = aetherd.intent("spawn an agent to tidy the temp files")
+    code, out = aetherd.intent("spawn an agent to tidy the temp files", "--yes")   # a new principal: needs a yes
     assert code == 0, out
     info = wait_rest(aetherd, "tidy-temp-files")
     assert info["last_exit"] == 125, info                  # done: nothing to guess without a model

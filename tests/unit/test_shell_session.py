@@ -118,6 +118,7 @@ def test_ctrl_c_cancels_the_running_plan_not_the_shell():
 def test_forgetting_by_subject_searches_first_then_asks_for_each_found():
     abi = FakeAbi(**{"ctx.search": lambda p: {"items": [{"id": 4, "text": "printer at 10.0.0.7", "scope": "user",
                                                          "kind": "note"}]},
+                     "ctx.recall": lambda p: {"id": p["memory_id"], "text": "printer at 10.0.0.7"},
                      "ctx.forget": lambda p: {"id": p["memory_id"], "state": "forgotten"}})
     s, said = session(abi, answers=[True])
     s.handle("forget what I said about the printer")
