@@ -145,7 +145,7 @@ def test_a_reclaim_takes_a_name_over_and_says_so(sup):
 def test_a_child_name_belongs_to_its_parent(sup):
     declare(sup, "p")
     declare(sup, "kid", parent="p", running=False)
-    assert sup.names.owner("kid") == "agent:p"
+    assert sup.names.owner("kid") == "agent:p" == sup.inspect("kid")["owner"]
     sup.remove("kid")
     declare(sup, "kid", parent="p", owner="shell")       # the shell spawning below p: still p's name
 

@@ -139,7 +139,7 @@ MANIFEST = {"type": "object", "description": "an agent manifest (see docs/abi.md
 METHODS = [
     Method("agent.list", listing, obj(), PUBLIC, "every agent: name, state, pid, parent, reason"),
     Method("agent.inspect", inspect, obj(["name"], name=NAME), PUBLIC,
-           "state, lineage, limits, live usage, restarts and last exit of one agent"),
+           "state, lineage, the name's owner, limits, live usage, restarts and last exit of one agent"),
     Method("agent.spawn", spawn, obj(["manifest"], manifest=MANIFEST, parent=NAME,
                                      start={"type": "boolean"}, reclaim={"type": "boolean"}), ANY,
            "declare an agent from a manifest and start it; an agent's spawn becomes its child, "
