@@ -117,7 +117,7 @@ def _set_comm(name):
         pass
 
 
-MAX_LINE = 16384           # bytes of one output line kept; the rest of a longer line is dropped
+MAX_LINE = 4096            # bytes of one output line kept; the rest of a longer line is dropped
 CUT_MARK = " [line cut: longer than {} bytes]"
 
 

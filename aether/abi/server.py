@@ -9,8 +9,8 @@ or returns ``Deferred`` and answers later; anything else it raises becomes an
 
 No peer can starve or exhaust the others (docs/security.md, "The ABI loop"):
 
-- a connection runs at most FRAMES_PER_TURN requests per turn of the loop, then
-  yields (``Loop.call_soon``); it is not read again before its queue is empty,
+- a connection runs at most FRAMES_PER_TURN requests (and not much more than
+  TURN_SECONDS) per turn of the loop, then yields (``Loop.call_soon``); it is not read again before its queue is empty,
   nor served while more than OUT_PAUSE bytes of its answers wait to be read;
 - connections are capped per principal (PER_PRINCIPAL) and overall (a share of
   RLIMIT_NOFILE, at most MAX_CONNECTIONS; the last RESERVED slots only for
@@ -37,7 +37,8 @@ OUT_LIMIT = 16 << 20      # bytes queued for a peer that does not read before we
 OUT_PAUSE = 1 << 20       # a peer's unread answers above which its next requests wait
 OUT_TOTAL = 64 << 20      # answers and events queued across every connection
 IN_TOTAL = 16 << 20       # unfinished frames and queued requests held across every connection
-FRAMES_PER_TURN = 16      # requests one connection runs before the others get a turn
+FRAMES_PER_TURN = 16      # requests one connection runs before the others get a turn...
+TURN_SECONDS = 0.05       # ...or fewer, once its turn has taken this long
 READ_SIZE = 65536
 MAX_CONNECTIONS = 512     # overall, and never more than FD_SHARE of RLIMIT_NOFILE
 FD_SHARE = 0.5            # of the descriptors aetherd may open (the rest: agents' pipes, files, the store)
@@ -108,8 +109,9 @@ class Connection:
     def turn(self):
         """Run up to FRAMES_PER_TURN queued frames, then yield; read again once the queue is empty."""
         self.scheduled = False
-        ran = 0
-        while self.queue and ran < FRAMES_PER_TURN and len(self.out) < OUT_PAUSE and not self.closed:
+        ran, until = 0, self.server.loop.now() + TURN_SECONDS
+        while self.queue and ran < FRAMES_PER_TURN and len(self.out) < OUT_PAUSE and not self.closed \
+                and (ran == 0 or self.server.loop.now() < until):
             item = self.queue.popleft()
             self.queued -= len(item) if isinstance(item, bytes) else 0
             ran += 1

@@ -262,10 +262,11 @@ class Session:
     def _has_file(self, path):
         if not isinstance(path, str) or not path.strip("/"):
             return isinstance(path, str)
-        parent, _, name = path.rstrip("/").rpartition("/")
+        parent, slash, name = path.rstrip("/").rpartition("/")
+        parent = parent or ("/" if slash else ".")           # "." is the caller's data directory
         try:
             found = self.call("tool.call", name="files.list",
-                              args={"path": parent or "/", "pattern": _glob_literal(name), "limit": 1})
+                              args={"path": parent, "pattern": _glob_literal(name), "limit": 1})
         except AbiError as e:
             return getattr(e, "code", "") != "not_found"     # refused or unreadable: let the yes decide
         return bool(found.get("entries"))
