@@ -20,12 +20,19 @@ METHODS = {
     "agent.signal": "sends a signal to an agent's processes",
     "ctx.forget": "forgets a memory (recoverable until purged)",
     "ctx.purge": "deletes compacted and forgotten originals for good",
+    "ctx.grant": "grants another principal access to a scope (a privilege)",
+    "ctx.revoke": "takes a principal's access to a scope away",
+    "ctx.export": "writes the context store to a file",
+    "ctx.import": "adds an export's memories and goals to the store",
+    "ctx.set_quota": "changes a scope's quota (a lower one compacts it)",
+    "ctx.set_retention": "changes how long forgotten and compacted originals are kept",
 }
 SAFE_METHODS = frozenset({
     "sys.info", "sys.processes", "agent.list", "agent.inspect", "agent.logs", "agent.start",
     "ctx.remember", "ctx.search", "ctx.recall", "ctx.journal", "ctx.compacted", "ctx.restore",
     "ctx.usage", "ctx.pressure", "ctx.goals", "ctx.goal", "ctx.compact", "ctx.window",
-    "tool.list", "abi.hello",
+    "tool.list", "abi.hello", "ctx.info", "ctx.scopes", "ctx.grants", "ctx.verify", "ctx.check", "ctx.as_of",
+    "llm.usage", "llm.queue", "agent.queue", "sys.events",
 })
 LIMITS = "a lower memory or process limit can kill the agent's processes"
 
