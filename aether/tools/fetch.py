@@ -10,10 +10,11 @@ call then says so (``unavailable``).  See aether/httpclient.py for the client.
 
 import time
 
+from .files import ANSWER_MAX as FILES_ANSWER_MAX
 from .core import FetchFailed, InvalidArguments, PermissionDenied, Unavailable, args_schema, tool
 
-FETCH_DEFAULT = 1024 * 1024
-FETCH_MAX = 4 * 1024 * 1024
+FETCH_DEFAULT = 256 * 1024
+FETCH_MAX = 512 * 1024          # as files.read: the answer, base64 included, fits one 1 MiB frame
 MAX_REDIRECTS = 5
 HINTS = {"resolve": "; check the host name, and that this machine has a network and a DNS server "
                     "(network.interfaces, network.routes)"}
@@ -122,6 +123,12 @@ def _result(response, url, body, truncated, hops, args, started):
         result["content"], lossy = _text(body, content_type, truncated)
         if lossy:
             result["lossy"] = True
+        if len(result["content"]) > FETCH_MAX // 2:      # JSON escapes may grow it past a frame
+            import json
+            while len(json.dumps(result["content"], ensure_ascii=False).encode("utf-8", "surrogatepass")) \
+                    > FILES_ANSWER_MAX:
+                result["content"] = result["content"][:len(result["content"]) // 2]
+                result["truncated"] = True
     return result
 
 
