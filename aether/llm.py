@@ -331,12 +331,13 @@ class Client:
                 f"timeout={self.timeout:g})")
 
     def redact(self, text):
-        """``text`` with the API key (and its first 8 characters) replaced by [redacted]."""
+        """``text`` with the API key replaced by [redacted]; so are its first 8 and last 6
+        characters when it is long enough for those to be its own (servers echo them)."""
         key = self._key
         if key and len(key) >= 4:
             text = text.replace(key, REDACTED)
             if len(key) >= 16:
-                text = text.replace(key[:8], REDACTED)
+                text = text.replace(key[:8], REDACTED).replace(key[-6:], REDACTED)
         return text
 
     def complete(self, messages, tools=None, stream=False, max_tokens=None, temperature=None,

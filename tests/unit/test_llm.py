@@ -81,6 +81,8 @@ def test_the_key_is_never_shown(client):
     assert "api_key=<none>" in repr(llm.Client("http://h/v1"))
     assert client.redact(f"bad key {KEY}") == "bad key [redacted]"
     assert KEY[:8] not in client.redact(f"key starting {KEY[:8]}...")
+    echoed = f"Incorrect API key provided: {KEY[:3]}*****{KEY[-6:]}"     # as OpenAI's servers say it
+    assert KEY[-6:] not in client.redact(echoed), "the key's tail is shown"
 
 
 # -- non-streaming ------------------------------------------------------------------------------
