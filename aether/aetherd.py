@@ -123,15 +123,24 @@ class Daemon:
         if self.host_port:
             self.server.serve_port(self.host_port)
         for directory in self.manifest_dirs:
-            owner = "image" if directory == IMAGE_MANIFESTS else "system"
-            for manifest in manifests.load_dir(directory, self.log.warning).values():
-                try:
-                    self.supervisor.declare(manifest, owner=owner)
-                    self.supervisor.start(manifest.name)
-                except Exception as e:  # noqa: BLE001 - one bad agent must not stop the others
-                    self.log.warning(f"agent {manifest.name} from {manifest.origin} not started: {e}")
+            self._start_boot_agents(directory)
         self.log.info(f"serving the agent ABI on {self.socket_path}"
                       + (f" and {self.host_port}" if self.host_port else ""))
+
+    def _start_boot_agents(self, directory):
+        """Declare and start the manifests of one directory; their names belong to the image
+        (/etc/aether/agents) or to the system (the data partition's manifests)."""
+        owner = "image" if directory == IMAGE_MANIFESTS else "system"
+        try:
+            found = manifests.load_dir(directory, self.log.warning)
+        except Exception as e:  # noqa: BLE001 - a bug in reading manifests must not keep the ABI down
+            return self.log.exception(f"manifests in {directory} not read", e)
+        for manifest in found.values():
+            try:
+                self.supervisor.declare(manifest, owner=owner)
+                self.supervisor.start(manifest.name)
+            except Exception as e:  # noqa: BLE001 - one bad agent must not stop the others
+                self.log.warning(f"agent {manifest.name} from {manifest.origin} not started: {e}")
 
     def _identify_by_session(self, pid, uid, gid):
         """Without cgroups (a development host): an agent is its session (each agent is a
