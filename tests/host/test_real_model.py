@@ -311,3 +311,27 @@ def test_the_engine_killed_during_a_call_through_aetherd(model_server, host_aeth
 
 def aetherd_still_answers(c):
     return c.call("abi.hello") is not None
+
+
+# -- scripts/model-server itself ---------------------------------------------------------------
+
+def test_model_server_stops_its_engine_on_sigterm(model_server, tmp_path):
+    from tests.realmodel import RealModelServer
+    other = RealModelServer(tmp_path).start(timeout=120)
+    engines = other.engine_pids()
+    assert engines and other.answers()
+    assert other.stop() == 0, other.log_tail()
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in engines), "the engine outlived it"
+    assert not other.answers()
+
+
+def test_model_server_refuses_a_port_in_use_and_a_missing_model(model_server, tmp_path):
+    server = [sys.executable, str(REPO / "scripts" / "model-server")]
+    busy = subprocess.run([*server, "--port", str(model_server.port)], capture_output=True,
+                          text=True, timeout=60)
+    assert busy.returncode == 2 and f"port {model_server.port}" in busy.stderr
+    assert "--port N" in busy.stderr and busy.stdout == ""
+    missing = subprocess.run([*server, "--check"], capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, AETHER_MODEL_FILE=str(tmp_path / "none.gguf")))
+    assert missing.returncode == 3 and "none.gguf is missing" in missing.stdout
+    assert "make deps" in missing.stdout
