@@ -30,6 +30,7 @@ FIRST_UID = 10000
 LAST_UID = 59999
 IMAGE, SYSTEM, LEGACY = "image", "system", "legacy"
 BOOT = frozenset({IMAGE, SYSTEM})        # root-placed manifests: either may take the other's names
+PER_TREE = 1000        # names one top-level agent's subtree may hold (names are never given back)
 
 
 class NameRefused(Exception):
@@ -79,7 +80,7 @@ class Names:
             if (isinstance(name, str) and isinstance(entry, dict) and isinstance(entry.get("owner"), str)
                     and isinstance(entry.get("uid"), int) and FIRST_UID <= entry["uid"] <= LAST_UID):
                 self.entries[name] = {"owner": entry["owner"], "uid": entry["uid"],
-                                      "since": entry.get("since")}
+                                      "since": entry.get("since"), "tree": entry.get("tree")}
 
     def _distrust(self, why):
         """An unreadable registry: names are kept as legacy (fail closed), and we say so."""
@@ -108,17 +109,26 @@ class Names:
                                           "agent.spawn reclaim=true")
         return previous
 
-    def claim(self, name, claimant, reclaim=False):
+    def claim(self, name, claimant, reclaim=False, tree=None):
         """Record claimant as the owner of name (checked); returns the previous owner or None.
 
-        Raises NameRefused (conflict) when claimant may not take the name, and
-        (unavailable) when the new owner cannot be made durable: nothing changes then."""
+        ``tree`` is the top-level agent whose subtree declares it (None for the privileged
+        and boot manifests): a subtree holds at most PER_TREE names, so no agent can use up
+        the uids by spawning ever new names.  Raises NameRefused (conflict) when claimant may
+        not take the name, (budget) past that bound, and (unavailable) when the new owner
+        cannot be made durable: nothing changes then."""
         entry = self.entries.get(name)
         previous = self.check(name, claimant, reclaim)
         if entry is not None and previous == claimant:
             return previous
+        if tree is not None and entry is None:
+            held = sum(1 for e in self.entries.values() if e.get("tree") == tree)
+            if held >= PER_TREE:
+                raise NameRefused("budget", f"the agents below {tree} have declared {held} names, the "
+                                            f"most one tree may hold; reuse one of them (names stay with "
+                                            "their owner), or ask the shell")
         new = {"owner": claimant, "uid": entry["uid"] if entry else self._next_uid(),
-               "since": round(time.time(), 3)}
+               "since": round(time.time(), 3), "tree": tree}
         self.entries[name] = new
         try:
             self.save()

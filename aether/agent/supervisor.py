@@ -379,7 +379,8 @@ class Supervisor:
         else:
             self._fits_pool(manifest)
         try:
-            previous = self.names.claim(manifest.name, owner, reclaim=reclaim)
+            previous = self.names.claim(manifest.name, owner, reclaim=reclaim,
+                                        tree=lineage[0] if parent is not None else None)
         except NameRefused as e:
             raise AgentError(e.kind, str(e)) from None
         if previous not in (None, owner):

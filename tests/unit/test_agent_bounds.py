@@ -165,3 +165,18 @@ def test_uids_are_stable_per_name_and_never_shared(sup):
 def test_reserved_names_are_refused_at_declaration(word):
     with pytest.raises(ManifestError, match="reserved name"):
         m(word)
+
+
+def test_one_tree_cannot_use_up_the_names(sup, monkeypatch):
+    from aether.agent import names
+    monkeypatch.setattr(names, "PER_TREE", 3)
+    declare(sup, "p", limits={"memory": "64M"}, context=SPEND(1000))
+    declare(sup, "c", parent="p", limits={"memory": "32M"}, context=SPEND(100))
+    for n in ("k1", "k2"):
+        declare(sup, n, parent="c", running=False, limits={"memory": "1M"}, context=SPEND(1))
+        sup.remove(n)
+    with pytest.raises(AgentError) as e:                 # c, k1, k2: p's tree holds 3 names
+        declare(sup, "k3", parent="c", limits={"memory": "1M"}, context=SPEND(1))
+    assert e.value.kind == "budget" and "below p" in str(e.value)
+    declare(sup, "k1", parent="c", running=False, limits={"memory": "1M"}, context=SPEND(1))  # reuse
+    declare(sup, "other", owner="shell", running=False)  # the privileged are not bounded by p's tree
