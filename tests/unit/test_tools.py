@@ -834,3 +834,21 @@ def test_random_calls_raise_only_tool_errors(fuzz_caller, call):
         json.dumps(result)
     finally:
         httpclient.resolve = original
+
+
+def test_no_descriptor_leaks_on_any_outcome(agent, box):
+    os.link(box.parent / "outside" / "secret", box / "alias")
+    (box / "f").write_text("x")
+    calls = [("files.read", {"path": "alias"}), ("files.read", {"path": "../x"}),
+             ("files.read", {"path": "nope/x"}), ("files.write", {"path": "f", "content": "y"}),
+             ("files.write", {"path": "g", "content": "y", "mode": "overwrite"}),
+             ("files.list", {"path": "f"}), ("files.delete", {"path": "nope"}),
+             ("files.read", {"path": "x" * 300})]
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        for name, args in calls:
+            try:
+                tools.call(agent, name, args)
+            except tools.ToolError:
+                pass
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -201,7 +201,7 @@ def disk_quota(d):
     return quota
 
 
-def call(name, write=False, paths=()):
+def call(name, write=False):
     """A handler that runs store.<name>(principal, **params)."""
     attr = "import_" if name == "import" else name
 
@@ -239,7 +239,7 @@ NUM = {"type": "number"}
 SCOPES = {"type": "array", "items": STR, "maxItems": 100}
 ANYV = {"type": ["object", "array", "string", "number", "integer", "boolean", "null"]}
 
-# name -> (params schema, write?, path params, doc)
+# name -> (params schema, write?, path params (opened by HANDLERS beneath the caller's tree), doc)
 CALLS = {
     "append": (obj(["kind"], kind=STR, body=ANYV, scope=STR, goal_id=ID), True, (),
                "append an entry to the hash-chained journal"),
@@ -306,9 +306,9 @@ CALLS = {
 READS = frozenset({"journal", "verify", "recall", "search", "window", "goal", "goals", "usage", "pressure",
                    "compacted", "scopes", "grants", "as_of"})
 HANDLERS = {"export": export, "import": import_}     # calls that open a path the caller named
-METHODS = [Method(f"ctx.{name}", HANDLERS.get(name) or call(name, write, paths), schema,
+METHODS = [Method(f"ctx.{name}", HANDLERS.get(name) or call(name, write), schema,
                   PUBLIC if name in READS else ANY, doc)
-           for name, (schema, write, paths, doc) in CALLS.items()]
+           for name, (schema, write, _paths, doc) in CALLS.items()]
 METHODS.append(Method("ctx.info", info, obj(), PUBLIC,
                       "where the store lives, whether it is durable (a data disk) or in memory, its journal "
                       "head, and what rewriting summaries with the model did and cost"))
