@@ -83,12 +83,19 @@ bench: image
 	$(PY) scripts/bench-agents
 	$(PY) scripts/bench-ctx
 	$(PY) scripts/bench-shell
+	$(PY) scripts/bench-llm
 
 clean:
 	rm -rf out
 
 distclean: clean
 	rm -rf .venv .venv-model
+
+# Model broker benchmark against the real local server (interactive wait with priority and
+# fifo, broker overhead, throughput at concurrency 1/2/4): out/bench/llm.json
+.PHONY: bench-llm
+bench-llm: deps
+	$(PY) scripts/bench-llm
 
 # Context store benchmark (durable appends, window latency at 10k/100k/1M items): out/bench/ctx.json
 .PHONY: bench-ctx

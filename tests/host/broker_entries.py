@@ -31,3 +31,23 @@ def concurrent(args):
     with open(args[0], "w") as f:
         json.dump(out, f)
     return 0
+
+
+def repeat(args):
+    """args[0]: a file whose existence says stop, args[1]: JSON llm.complete params: ask
+    again and again (one call outstanding at a time), until told to stop or refused."""
+    import os
+    from aether.abi.protocol import AbiError
+    from aether.client import Client
+    params = json.loads(args[1])
+    done = 0
+    with Client(timeout=300) as c:
+        while not os.path.exists(args[0]):
+            try:
+                c.call("llm.complete", **params)
+            except AbiError as e:
+                print(f"refused after {done} calls: {e}", flush=True)
+                return 1
+            done += 1
+    print(f"{done} calls", flush=True)
+    return 0

@@ -9,7 +9,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON_SCRIPTS = ["scripts/aetherctl", "scripts/bench-agents", "scripts/bench-ctx", "scripts/bench", "scripts/run-qemu", "scripts/build-image", "init/init",
-                  "scripts/render-templates", "scripts/check-kernel-repro", "scripts/model-server", "scripts/model-engine"]
+                  "scripts/render-templates", "scripts/check-kernel-repro", "scripts/model-server", "scripts/model-engine",
+                  "scripts/bench-llm"]
 SHELL_SCRIPTS = ["scripts/setup-host", ".ci/run",
                  "board/board/aether/post-build.sh", "board/board/aether/post-image.sh"]
 
