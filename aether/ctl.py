@@ -38,13 +38,15 @@ def _table(rows, columns):
 
 
 def status(c, args):
+    from .shell.render import model_lines
     info = c.call("sys.info")
     mem = info["memory"]
     a = info["agents"]
     return (f"{info['hostname']}  kernel {info['kernel']}  up {info['uptime_s']:.0f}s  "
             f"load {' '.join(info['load'])}\n"
             f"memory {mem['used_kib'] >> 10} MiB used of {mem['memtotal_kib'] >> 10} MiB\n"
-            f"agents {a['total']} {a['by_state']}  (limits enforced: {a['limits_enforced']})")
+            f"agents {a['total']} {a['by_state']}  (limits enforced: {a['limits_enforced']})"
+            + "".join("\n" + line for line in model_lines(info.get("llm") or {})))
 
 
 def agents(c, args):

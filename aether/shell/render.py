@@ -84,7 +84,21 @@ def status(info):
                      f"fullest scope at {pressure * 100:.0f}% of quota")
     elif ctx:
         lines.append(f"context: unavailable ({ctx.get('problem')})")
+    lines += model_lines(info.get("llm") or {})
     return "\n".join(lines)
+
+
+def model_lines(llm):
+    """The model broker in status: its queue, and per caller calls, tokens, latency and wait."""
+    if not llm.get("configured"):
+        return []
+    queue = llm.get("queue") or {}
+    lines = [f"model: {llm.get('model')} at {llm.get('endpoint')}; {queue.get('waiting', 0)} waiting, "
+             f"{queue.get('running', 0)} running, circuit {queue.get('circuit', '?')}"]
+    for who, s in sorted((llm.get("by_principal") or {}).items()):
+        lines.append(f"  {who}: {s['calls']} calls, {s['tokens_in']} tokens in, {s['tokens_out']} out, "
+                     f"mean latency {s['mean_latency_s']:.2f} s, mean queue wait {s['mean_queue_wait_s']:.2f} s")
+    return lines
 
 
 def memory(info):

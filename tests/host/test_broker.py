@@ -331,3 +331,18 @@ def test_a_plain_local_user_may_not_spend_the_models_tokens(aetherd, model, tmp_
     assert done.returncode == 0, done.stderr
     assert set(json.loads(done.stdout)) <= {"permission_denied", "budget_exhausted"}
     assert model.requests == []
+
+
+def test_status_shows_each_callers_model_calls(aetherd, model):
+    d = aetherd()
+    c = d.connect()
+    model.queue(Reply(delay=0.2))
+    c.call("llm.complete", messages=HI, max_tokens=10)
+    out = subprocess.run([sys.executable, "-m", "aether.ctl", "--socket", str(d.run / "abi.sock"), "status"],
+                         cwd=REPO, capture_output=True, text=True, timeout=30,
+                         env=dict(os.environ, PYTHONPATH=str(REPO))).stdout
+    line = [x for x in out.splitlines() if x.strip().startswith("shell:")]
+    assert line and "1 calls" in line[0] and "11 tokens in, 7 out" in line[0] and "mean queue wait" in line[0], out
+    assert "model: fake at" in out and "circuit closed" in out
+    from aether.shell.render import status
+    assert "shell: 1 calls" in status(c.call("sys.info"))       # the shell's status intent
