@@ -346,3 +346,20 @@ def test_status_shows_each_callers_model_calls(aetherd, model):
     assert "model: fake at" in out and "circuit closed" in out
     from aether.shell.render import status
     assert "shell: 1 calls" in status(c.call("sys.info"))       # the shell's status intent
+
+
+def test_stopping_an_agent_cancels_its_model_calls(aetherd, model):
+    d = aetherd()
+    c = d.connect()
+    model.queue(Reply(delay=8), Reply(delay=8))
+    run_agent(c, d, "sleeper", [{"tag": i, "params": {"messages": HI, "max_tokens": 50}} for i in range(2)],
+              context={"spend_tokens": 10000})
+    sleep_until(lambda: (q := c.call("llm.queue"))["running"] and q["waiting"], 10)
+    began = time.monotonic()
+    c.call("agent.stop", name="sleeper")
+    sleep_until(lambda: not (q := c.call("llm.queue"))["running"] and not q["waiting"], 5)
+    assert time.monotonic() - began < 3
+    seen = state(c, "sleeper")["context"]
+    assert seen["llm"]["cancelled"] == 2 and seen["reserved_tokens"] == 0
+    from aether.llm import estimate_prompt
+    assert seen["used_tokens"] == estimate_prompt(HI, []) + 50   # the running one: its whole hold; the waiting one: 0
