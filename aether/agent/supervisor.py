@@ -12,7 +12,7 @@ of their state machines.
   (names.py); its home is ``home/<name>`` on the data partition (layout.py),
   apart from every tree aetherd reads.  A child never gets more than its
   parent: no grant or root the parent lacks, no CPU or process limit above the
-  parent's (``_inherit``).
+  parent's (bounds.py).
 * Groups: with cgroup v2 each agent's processes live in its own cgroup (limits,
   usage, kill).  Without it (a development host), process groups stand in and
   limits are not enforced; the supervisor says so once, loudly.
@@ -26,23 +26,17 @@ from collections import deque
 from . import launch as _launch
 from .. import spawn as _spawn
 from .cgroup import Cgroups, CgroupError
+from . import bounds
+from .bounds import ACTIVE
+from .errors import AgentError
 from .layout import Layout, LayoutError
 from .names import LEGACY, Names, NameRefused
 from .machine import Agent
 from ..broker.spend import Exhausted, Ledger, LedgerError
 from ..states import (ADMIT, EXIT, FAILED, RESTING, RUNNING, SPAWN_FAILED, START, STARTED, STARTING, STOP,
-                      STOPPED, STOPPING, WAITING)
+                      STOPPED, WAITING)
 
 LOG_LINES = 500
-ACTIVE = frozenset({STARTING, RUNNING, STOPPING})
-
-
-class AgentError(Exception):
-    """A request about agents cannot be done; ``kind`` maps it to an ABI error code."""
-
-    def __init__(self, kind, message):
-        super().__init__(message)
-        self.kind = kind
 
 
 class CgroupGroups:
@@ -373,11 +367,11 @@ class Supervisor:
             raise AgentError(e.kind, str(e)) from None
         if parent is not None:
             owner_agent = self._get(parent)
-            manifest = self._inherit(owner_agent, manifest)
+            manifest = bounds.inherit(owner_agent, manifest)
             manifest = self._carve(owner_agent, manifest)
             lineage = owner_agent.lineage + [manifest.name]
         else:
-            self._fits_pool(manifest)
+            bounds.fits_pool(manifest, self.memory_pool)
         try:
             previous = self.names.claim(manifest.name, owner, reclaim=reclaim,
                                         tree=lineage[0] if parent is not None else None)
@@ -395,37 +389,6 @@ class Supervisor:
             self.agents[parent].children.append(agent.name)
         self.publish({"kind": "agent.declared", "agent": agent.name, "parent": parent})
         return agent
-
-    def _inherit(self, parent, manifest):
-        """A child never gets more than its parent: no grant the parent lacks, root only below a
-        root parent, CPU and process limits within the parent's (an explicit larger one is
-        refused; a default one is lowered to the parent's)."""
-        pm = parent.manifest
-        extra = sorted(set(manifest.grant) - set(pm.grant))
-        if extra:
-            raise AgentError("permission", f"{manifest.name}: grant {extra} is more than its parent "
-                                           f"{parent.name} has ({pm.grant or 'no grants'}); a child "
-                                           "never gets more than its parent")
-        if manifest.user == "root" and pm.user != "root":
-            raise AgentError("permission", f"{manifest.name}: user = 'root' below {parent.name}, which "
-                                           "runs as its own uid: a child never gets more than its parent")
-        changes = {}
-        for field, unit in (("limits.cpu", "CPUs"), ("limits.pids", "processes")):
-            mine, theirs = manifest.values[field], pm.values[field]
-            if theirs is None or (mine is not None and mine <= theirs):
-                continue
-            if field in manifest.given and mine is not None:
-                raise AgentError("budget", f"{manifest.name}: {field} {mine:g} {unit} is more than its "
-                                           f"parent {parent.name}'s ({theirs:g})")
-            changes[field.replace(".", "__")] = theirs
-        return manifest.with_changes(**changes) if changes else manifest
-
-    def _fits_pool(self, manifest):
-        """A top-level agent's memory must fit in the machine's pool, or it would wait forever."""
-        if manifest.limits_memory > self.memory_pool:
-            raise AgentError("budget", f"{manifest.name}: limits.memory {manifest.limits_memory >> 20} MiB "
-                                       f"is more than the whole pool for agents "
-                                       f"({self.memory_pool >> 20} MiB); it could never start")
 
     def _carve(self, parent, manifest):
         """A child's limits must fit in what its parent has not given to other children."""
@@ -533,55 +496,13 @@ class Supervisor:
         if pids is not None:
             changes["limits__pids"] = pids
         if not may_raise:
-            self._only_lower(agent, memory, cpu, pids)
-        self._limits_fit(agent, memory, cpu, pids)
+            bounds.only_lower(agent, memory, cpu, pids)
+        bounds.limits_fit(self, agent, memory, cpu, pids)
         agent.manifest = m.with_changes(**changes)
         self.groups.apply_limits(agent)
         self.publish({"kind": "agent.limits", "agent": name, "parent": agent.parent,
                       "limits": {k.split("__")[1]: v for k, v in changes.items()}})
         return previous
-
-    @staticmethod
-    def _only_lower(agent, memory, cpu, pids):
-        m = agent.manifest
-        for what, new, now in (("memory", memory, m.limits_memory), ("cpu", cpu, m.limits_cpu),
-                               ("pids", pids, m.limits_pids)):
-            if new is not None and now is not None and new > now:
-                raise AgentError("permission", f"{agent.name} may lower its own {what} limit, never raise "
-                                               f"it ({now:g} -> {new:g}); its parent or the shell can")
-
-    def _limits_fit(self, agent, memory, cpu, pids):
-        """Refuse new limits that break the parent's, the children's or the pool's bounds."""
-        m = agent.manifest
-        if memory is not None:
-            held = sum(self.agents[c].manifest.limits_memory for c in agent.children if c in self.agents
-                       and self.agents[c].state not in (STOPPED, FAILED))
-            if memory < held:
-                raise AgentError("budget", f"{agent.name}: memory {memory >> 20} MiB is less than its "
-                                           f"children hold ({held >> 20} MiB); lower theirs first")
-        if agent.parent is None:
-            if memory is not None and memory > m.limits_memory:
-                active = agent.state in ACTIVE          # a resting one only has to fit when it starts
-                free = self.memory_pool - (self.reserved()[0] - m.limits_memory if active else 0)
-                if memory > free:
-                    raise AgentError("budget", f"{agent.name}: memory {memory >> 20} MiB does not fit in "
-                                               f"the pool for agents ({max(0, free) >> 20} MiB free of "
-                                               f"{self.memory_pool >> 20} MiB)")
-            return
-        parent = self.agents[agent.parent]
-        pm = parent.manifest
-        if memory is not None:
-            siblings = sum(self.agents[c].manifest.limits_memory for c in parent.children
-                           if c != agent.name and c in self.agents
-                           and self.agents[c].state not in (STOPPED, FAILED))
-            free = pm.limits_memory - siblings
-            if memory > free:
-                raise AgentError("budget", f"{agent.name}: memory {memory >> 20} MiB exceeds what its parent "
-                                           f"{parent.name} has for it ({max(0, free) >> 20} MiB)")
-        for what, new, theirs in (("cpu", cpu, pm.limits_cpu), ("pids", pids, pm.limits_pids)):
-            if new is not None and theirs is not None and new > theirs:
-                raise AgentError("budget", f"{agent.name}: {what} {new:g} is more than its parent "
-                                           f"{parent.name}'s ({theirs:g})")
 
     def _context_view(self, agent):
         """The agent's model budgets (window, spend) and its model calls."""
