@@ -146,3 +146,17 @@ def test_a_planted_tree_keeps_aetherd_up_and_no_agent_starts(tmp_path):
     with pytest.raises(OSError, match="not usable"):
         sup.launch(sup.agents["web"])
     assert os.listdir(tmp_path / "elsewhere") == []
+
+
+def test_a_legacy_name_is_taken_only_by_a_boot_manifest_or_a_reclaim(tmp_path):
+    from aether.agent.supervisor import AgentError
+    data = tmp_path / "data"
+    (data / "agents" / "web").mkdir(parents=True)          # an old home, no owner recorded
+    (data / "agents" / "old").mkdir(parents=True)
+    sup = supervisor(data)
+    assert sup.names.owner("web") == sup.names.owner("old") == "legacy"
+    with pytest.raises(AgentError, match="belongs to legacy"):
+        sup.declare(sup_manifest("web"), None, "shell", owner="shell")
+    sup.declare(sup_manifest("web"), None, None, owner="image")
+    sup.declare(sup_manifest("old"), None, "shell", owner="shell", reclaim=True)
+    assert (sup.names.owner("web"), sup.names.owner("old")) == ("image", "shell")
