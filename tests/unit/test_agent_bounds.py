@@ -180,3 +180,12 @@ def test_one_tree_cannot_use_up_the_names(sup, monkeypatch):
     assert e.value.kind == "budget" and "below p" in str(e.value)
     declare(sup, "k1", parent="c", running=False, limits={"memory": "1M"}, context=SPEND(1))  # reuse
     declare(sup, "other", owner="shell", running=False)  # the privileged are not bounded by p's tree
+
+
+@pytest.mark.parametrize("grant", ["net", "unconfined", "root"])
+def test_no_grant_beyond_the_parents(sup, grant):
+    declare(sup, "p", limits={"memory": "64M"}, context=SPEND(1000))
+    with pytest.raises(AgentError, match="more than its parent"):
+        declare(sup, "c", parent="p", grant=[grant], limits={"memory": "8M"}, context=SPEND(10))
+    declare(sup, "q", limits={"memory": "64M"}, context=SPEND(1000), grant=["net"])
+    declare(sup, "d", parent="q", grant=["net"], limits={"memory": "8M"}, context=SPEND(10))
