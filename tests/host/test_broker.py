@@ -116,8 +116,21 @@ def test_thirty_concurrent_calls_against_a_1000_token_budget_send_only_what_fits
     assert "nothing was sent" in refused and "agent:spender" in refused
     seen = state(c, "spender")["context"]
     assert seen["used_tokens"] == 900 and seen["reserved_tokens"] == 0 and seen["llm"]["calls"] == 3
-    alerts = [e for e in c.call("ctx.journal", kind="alert", limit=50) if e["body"].get("source") == "llm"]
-    assert alerts == [] or "agent:spender" in alerts[0]["body"]["message"]
+
+
+def test_an_alert_when_a_budget_runs_out(aetherd, model):
+    d = aetherd()
+    c = d.connect()
+    model.queue(Reply(usage={"prompt_tokens": 20, "completion_tokens": 80, "total_tokens": 100}))
+    out = run_agent(c, d, "thrifty", [{"tag": 0, "params": {"messages": HI, "max_tokens": 80}}],
+                    context={"spend_tokens": 100})()
+    assert out[0][0] == "ok" and state(c, "thrifty")["context"]["available_tokens"] == 0
+
+    def alerts():
+        return [e for e in c.call("ctx.journal", kind="alert", limit=50) if e["body"].get("source") == "llm"]
+    found = sleep_until(alerts, 5)
+    assert "agent:thrifty has spent its model tokens" in found[0]["body"]["message"]
+    assert found[0]["body"]["agent"] == "thrifty"
 
 
 def test_two_children_of_a_1000_token_parent_cannot_spend_more_than_1000(aetherd, model):
