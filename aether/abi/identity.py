@@ -58,10 +58,14 @@ def cgroup_of(pid, proc="/proc"):
 
 
 def from_peer(pid, uid, gid, proc="/proc"):
-    agent = agent_of_cgroup(cgroup_of(pid, proc) or "")
+    """The Caller for a socket peer.  It fails closed: a root peer whose cgroup cannot be
+    read (it exited, or aetherd is out of descriptors) may be an agent granted root, so it
+    is the unprivileged ``uid:0``, never the shell."""
+    cgroup = cgroup_of(pid, proc)
+    agent = agent_of_cgroup(cgroup or "")
     if agent:
         return Caller(f"agent:{agent}", pid, uid, gid, agent=agent)
-    if uid == 0:
+    if uid == 0 and cgroup is not None:
         return Caller("shell", pid, uid, gid, privileged=True)
     return Caller(f"uid:{uid}", pid, uid, gid)
 

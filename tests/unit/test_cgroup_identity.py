@@ -63,4 +63,6 @@ def test_identity_comes_from_the_kernel_not_the_caller(tmp_path):
     assert identity.from_peer(11, 0, 0, proc=str(tmp_path)).privileged
     stranger = identity.from_peer(11, 1000, 1000, proc=str(tmp_path))
     assert stranger.principal == "uid:1000" and not stranger.privileged
-    assert identity.from_peer(99, 0, 0, proc=str(tmp_path)).principal == "shell"
+    # A root peer whose cgroup cannot be read may be an agent granted root: fail closed.
+    unknown = identity.from_peer(99, 0, 0, proc=str(tmp_path))
+    assert unknown.principal == "uid:0" and not unknown.privileged
