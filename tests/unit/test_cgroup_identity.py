@@ -66,3 +66,22 @@ def test_identity_comes_from_the_kernel_not_the_caller(tmp_path):
     # A root peer whose cgroup cannot be read may be an agent granted root: fail closed.
     unknown = identity.from_peer(99, 0, 0, proc=str(tmp_path))
     assert unknown.principal == "uid:0" and not unknown.privileged
+
+
+def test_process_listing_shows_an_agent_only_its_own_lineage():
+    """sys.processes must not undo hidepid: an agent sees its subtree, a local uid its own."""
+    from types import SimpleNamespace
+
+    from aether.abi.calls.sys import _sees_process
+    agents = {"web": SimpleNamespace(lineage=["web"]),
+              "crawler": SimpleNamespace(lineage=["web", "crawler"]),
+              "other": SimpleNamespace(lineage=["other"])}
+    d = SimpleNamespace(supervisor=SimpleNamespace(agents=agents))
+    web = identity.Caller("agent:web", 5, 10001, 10001, agent="web")
+    assert _sees_process(d, web, 10001, "web") and _sees_process(d, web, 10002, "crawler")
+    assert not _sees_process(d, web, 10003, "other")
+    assert not _sees_process(d, web, 0, None)              # aetherd, PID 1, the console
+    local = identity.Caller("uid:1000", 6, 1000, 1000)
+    assert _sees_process(d, local, 1000, None)
+    assert not _sees_process(d, local, 0, None) and not _sees_process(d, local, 1000, "web")
+    assert _sees_process(d, identity.HOST, 0, None)

@@ -94,10 +94,23 @@ def processes(d, caller, params, conn):
             continue
         if not cmd and stat[1] in (0, 2):
             continue                      # kernel threads
-        cgroup = cgroup_of(pid)
+        agent = agent_of_cgroup(cgroup_of(pid) or "")
+        if not _sees_process(d, caller, uid, agent):
+            continue
         rows.append({"pid": pid, "ppid": stat[1], "state": stat[0], "uid": uid, "rss_bytes": rss,
-                     "cmdline": cmd, "agent": agent_of_cgroup(cgroup or "")})
+                     "cmdline": cmd, "agent": agent})
     return rows[: params.get("limit", 1000)]
+
+
+def _sees_process(d, caller, uid, agent):
+    """The privileged see every process, as aetherd does; an agent sees its own and its
+    descendants' (as /proc with hidepid would show it); a local uid sees its own uid's."""
+    if caller.privileged:
+        return True
+    if caller.agent:
+        found = d.supervisor.agents.get(agent) if agent else None
+        return found is not None and caller.agent in found.lineage
+    return uid == caller.uid and agent is None
 
 
 def agents(d, caller, params, conn):
