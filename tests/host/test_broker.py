@@ -376,3 +376,16 @@ def test_stopping_an_agent_cancels_its_model_calls(aetherd, model):
     assert seen["llm"]["cancelled"] == 2 and seen["reserved_tokens"] == 0
     from aether.llm import estimate_prompt
     assert seen["used_tokens"] == estimate_prompt(HI, []) + 50   # the running one: its whole hold; the waiting one: 0
+
+
+def test_an_agent_sees_only_its_own_model_calls(aetherd, model):
+    d = aetherd()
+    c = d.connect()
+    c.call("llm.complete", messages=HI, max_tokens=10)          # the shell's
+    c.call("agent.spawn", manifest={"name": "nosy", "program": "tests.host.entries:abi_probe", "restart": "never",
+                                    "args": ["probe.json", json.dumps([["sys.info", {}], ["llm.queue", {}]])]})
+    sleep_until(lambda: state(c, "nosy")["state"] in ("exited", "failed"), 20)
+    out = json.loads(next(p for p in (d.data / "home" / "nosy" / "probe.json", d.data / "agents" / "nosy" / "probe.json")
+                          if p.exists()).read_text())
+    assert out[0][0] == "ok" and "shell" not in out[0][1]["llm"]["by_principal"]
+    assert "shell" in c.call("sys.info")["llm"]["by_principal"]

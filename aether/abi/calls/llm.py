@@ -376,14 +376,17 @@ def queue(d, caller, params, conn):
     return view
 
 
-def summary(d):
-    """For sys.info (status): per principal calls, tokens, mean latency and queue wait."""
+def summary(d, caller=None):
+    """For sys.info (status): per principal calls, tokens, mean latency and queue wait (every
+    principal for the shell and the host; an agent sees its own)."""
     broker = getattr(d, "broker", None)
     if broker is None:
         return {}
+    mine = caller is None or caller.privileged
     return {"queue": {"waiting": len(broker.queue), "running": len(broker.running),
                       "circuit": broker.circuit.state},
-            "by_principal": {p: s.view() for p, s in sorted(broker.stats.items())}}
+            "by_principal": {p: s.view() for p, s in sorted(broker.stats.items())
+                             if mine or p == caller.principal}}
 
 
 MESSAGES = {"type": "array", "minItems": 1, "maxItems": 500, "items": {"type": "object"}}

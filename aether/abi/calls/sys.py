@@ -68,15 +68,15 @@ def info(d, caller, params, conn):
             "uptime_s": sysinfo.uptime(), "cpus": os.cpu_count(), "load": sysinfo.loadavg(),
             "memory": _meminfo(), "pressure": _pressure(), "disks": _disks(), "network": _network(),
             "agents": d.agents_summary(), "context": d.context_summary(), "abi_version": VERSION,
-            "caller": caller.describe(), "llm": _llm(d), **localstatus.fields()}
+            "caller": caller.describe(), "llm": _llm(d, caller), **localstatus.fields()}
 
 
-def _llm(d):
+def _llm(d, caller):
     """Whether a model is configured (never the key)."""
     endpoint, model = d.config.get("llm.endpoint"), d.config.get("llm.model")
     from .llm import summary
     return {"configured": bool(endpoint and model), "endpoint": endpoint or None, "model": model or None,
-            **summary(d)}
+            **summary(d, caller)}
 
 
 def processes(d, caller, params, conn):
