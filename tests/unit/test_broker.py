@@ -223,3 +223,28 @@ def test_the_circuit_opens_backs_off_and_probes():
     c.allow()
     c.success()
     assert c.state == "closed" and c.backoff == 1
+
+
+def test_a_reservation_the_store_cannot_record_is_refused():
+    from aether.broker.spend import LedgerError
+
+    class Full:
+        fail = False
+
+        def spend_accounts(self):
+            return {}
+
+        def spend_save(self, rows):
+            if self.fail:
+                raise OSError("No space left on device")
+
+        def spend_delete(self, principal):
+            pass
+    store = Full()
+    ledger = Ledger(clock=Clock())
+    ledger.attach(store)
+    ledger.open("agent:a", 1000)
+    store.fail = True
+    with pytest.raises(LedgerError, match="No space left.*the call was not sent"):
+        ledger.reserve("agent:a", 10)
+    assert ledger.view("agent:a")["reserved_tokens"] == 0     # nothing promised, nothing sent

@@ -185,7 +185,10 @@ def complete(d, caller, params, conn):
     c = client(d)
     if not c.configured:
         raise not_configured(c)
-    principal, klass, priority, agent = account_of(d, caller)
+    try:
+        principal, klass, priority, agent = account_of(d, caller)
+    except LedgerError as e:
+        raise Unavailable(str(e)) from None
     messages, tools = params["messages"], params.get("tools")
     try:
         llm.check_messages(messages)
@@ -354,7 +357,7 @@ def usage(d, caller, params, conn):
     if c.configured or caller.agent or caller.privileged:
         try:
             account_of(d, caller)
-        except (BudgetExhausted, Unavailable):
+        except (BudgetExhausted, Unavailable, LedgerError):
             pass
     spend = d.broker.ledger.view(principal) or {"spend_tokens": 0, "used_tokens": 0, "reserved_tokens": 0,
                                                  "available_tokens": 0, "period_s": None}
