@@ -10,8 +10,12 @@ or returns ``Deferred`` and answers later; anything else it raises becomes an
 No peer can starve or exhaust the others (docs/security.md, "The ABI loop"):
 
 - a connection runs at most FRAMES_PER_TURN requests (and not much more than
-  TURN_SECONDS) per turn of the loop, then yields (``Loop.call_soon``); it is not read again before its queue is empty,
+  TURN_SECONDS) per turn, then yields; it is not read again before its queue is empty,
   nor served while more than OUT_PAUSE bytes of its answers wait to be read;
+- turns go round the principals, not the connections (``Server.serve``): one
+  connection of each principal per round, privileged callers (console, host)
+  first, and a round yields to the loop after ROUND_SECONDS, so a caller that
+  opens many connections gets one share, and the console waits for no round;
 - connections are capped per principal (PER_PRINCIPAL) and overall (a share of
   RLIMIT_NOFILE, at most MAX_CONNECTIONS; the last RESERVED slots only for
   privileged callers); a caller over a cap gets one ``unavailable`` frame
@@ -39,6 +43,7 @@ OUT_TOTAL = 64 << 20      # answers and events queued across every connection
 IN_TOTAL = 16 << 20       # unfinished frames and queued requests held across every connection
 FRAMES_PER_TURN = 16      # requests one connection runs before the others get a turn...
 TURN_SECONDS = 0.05       # ...or fewer, once its turn has taken this long
+ROUND_SECONDS = 0.1       # turns of other principals run before the loop polls again
 READ_SIZE = 65536
 MAX_CONNECTIONS = 512     # overall, and never more than FD_SHARE of RLIMIT_NOFILE
 FD_SHARE = 0.5            # of the descriptors aetherd may open (the rest: agents' pipes, files, the store)
@@ -141,7 +146,7 @@ class Connection:
     def _schedule(self):
         if not self.scheduled:
             self.scheduled = True
-            self.server.loop.call_soon(self.turn)
+            self.server.want_turn(self)
 
     def _account(self):
         held = len(self.reader.buffer) + self.queued
@@ -227,6 +232,8 @@ class Server:
         self.on_close = []
         self.unavailable = {}            # namespace -> why its calls cannot be served
         self.identify = identity.from_peer   # (pid, uid, gid) -> Caller
+        self.waiting = (collections.OrderedDict(), collections.OrderedDict())  # privileged, others:
+        self.serving = False             # principal -> deque of its connections waiting for a turn
         self._noted = {}                 # what -> (last time logged, refusals since)
 
     # -- listening ----------------------------------------------------------------
@@ -306,6 +313,35 @@ class Server:
                 self.per_principal[conn.caller.principal] = left
             else:
                 self.per_principal.pop(conn.caller.principal, None)
+
+    # -- turns: round-robin between principals ----------------------------------------
+
+    def want_turn(self, conn):
+        """Queue a turn for ``conn`` behind its principal's other connections."""
+        waiting = self.waiting[0 if conn.caller.privileged else 1]
+        waiting.setdefault(conn.caller.principal, collections.deque()).append(conn)
+        if not self.serving:
+            self.serving = True
+            self.loop.call_soon(self.serve)
+
+    def serve(self):
+        """One round: a turn for one connection of each waiting principal, privileged ones
+        first; after ROUND_SECONDS the rest wait for the next turn of the loop (which polls first)."""
+        self.serving = False
+        until = self.loop.now() + ROUND_SECONDS
+        for waiting in self.waiting:
+            for principal in list(waiting):
+                if waiting is self.waiting[1] and self.loop.now() >= until:
+                    break
+                conns = waiting.pop(principal)
+                conn = conns.popleft()
+                if conns:
+                    waiting[principal] = conns       # its other connections: behind every other principal
+                if not conn.closed:
+                    conn.turn()
+        if any(self.waiting) and not self.serving:
+            self.serving = True
+            self.loop.call_soon(self.serve)
 
     # -- bounds over every connection -----------------------------------------------
 
