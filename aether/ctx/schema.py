@@ -276,11 +276,71 @@ WHEN new.text IS NULL AND old.text IS NOT NULL BEGIN
 END;
 """
 
+# Threads (issue 11; aether/ctx/threads.py): one per agent (or per agent and name), each turn a
+# row that is never changed, hash-chained per thread like the journal.  A turn holds what went
+# into the window by reference (memory ids, turn numbers), what was left out and why, what
+# came back, the tool calls and their results.  Older turns are summarised into
+# thread_summaries (every version kept; the turns themselves stay, so nothing is lost).
+THREADS = f"""
+CREATE TABLE threads(
+    id          INTEGER PRIMARY KEY,
+    owner       TEXT NOT NULL,                -- the principal whose thread it is
+    name        TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    rules       TEXT NOT NULL DEFAULT '',
+    goal_id     INTEGER,
+    turns       INTEGER NOT NULL DEFAULT 0,
+    tokens      INTEGER NOT NULL DEFAULT 0,
+    head_hash   TEXT NOT NULL,
+    UNIQUE (owner, name)
+);
+CREATE TABLE thread_turns(
+    id        INTEGER PRIMARY KEY,
+    thread_id INTEGER NOT NULL REFERENCES threads(id),
+    n         INTEGER NOT NULL,
+    ts        REAL NOT NULL,
+    role      TEXT NOT NULL CHECK (role IN ('input', 'answer')),
+    body      TEXT NOT NULL,                  -- canonical JSON
+    text      TEXT NOT NULL,                  -- its searchable text
+    tokens    INTEGER NOT NULL CHECK (tokens >= 0),
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL,
+    UNIQUE (thread_id, n)
+);
+CREATE VIRTUAL TABLE turns_fts USING fts5(
+    text, sid, content='', tokenize='unicode61 remove_diacritics 2');
+CREATE TRIGGER turn_no_update BEFORE UPDATE ON thread_turns BEGIN
+    SELECT RAISE(ABORT, 'a thread is append-only: turns cannot be changed');
+END;
+CREATE TRIGGER turn_no_delete BEFORE DELETE ON thread_turns BEGIN
+    SELECT RAISE(ABORT, 'a thread is append-only: turns cannot be deleted');
+END;
+CREATE TRIGGER turn_insert AFTER INSERT ON thread_turns BEGIN
+    INSERT INTO turns_fts(rowid, text, sid) VALUES (new.id, new.text, 's' || new.thread_id);
+    UPDATE threads SET turns = turns + 1, tokens = tokens + new.tokens, head_hash = new.hash
+        WHERE id = new.thread_id;
+    INSERT INTO disk_usage(principal, bytes)
+        SELECT owner, 2 * length(CAST(new.body AS BLOB)) + {ROW_BYTES} FROM threads WHERE id = new.thread_id
+    ON CONFLICT(principal) DO UPDATE SET bytes = bytes + excluded.bytes;
+END;
+CREATE TABLE thread_summaries(
+    id         INTEGER PRIMARY KEY,
+    thread_id  INTEGER NOT NULL REFERENCES threads(id),
+    through_n  INTEGER NOT NULL,              -- it summarises turns 1..through_n
+    text       TEXT NOT NULL,
+    tokens     INTEGER NOT NULL,
+    summariser TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX thread_summaries_thread ON thread_summaries(thread_id, id);
+"""
+
 # (version, name, steps): append only; never edit a migration that has shipped.
 MIGRATIONS = [
     (1, "base: journal, scopes, grants, memories, full-text indexes, compactions, goals", [BASE]),
     (2, "spend: model-token accounts, reserved before a call and settled after", [SPEND]),
     (3, "disk: bytes each principal's journal entries and memories hold", [DISK]),
+    (4, "threads: each agent's hash-chained turns, by reference, with summaries of older turns", [THREADS]),
 ]
 
 LATEST = MIGRATIONS[-1][0]
