@@ -14,16 +14,34 @@ import itertools
 import json
 import os
 import socket
+import time
 from collections import deque
 
 from .abi.protocol import ERRORS, AbiError, FrameReader, Internal, encode
 
 DEFAULT_SOCKET = "/run/aether/abi.sock"
+CONNECT_WAIT = 30.0          # seconds a client without a timeout waits for a full backlog
 
 
 class ConnectionLost(AbiError):
     """The server closed the connection (or never answered)."""
     code = "connection_lost"
+
+
+def _connect(sock, path, timeout):
+    """Connect, waiting up to ``timeout`` while aetherd's listen backlog is full: a Unix
+    socket with a timeout gets EAGAIN then, which is busy, not down (a peer that
+    connects and closes in a loop fills the backlog; the console must still get in)."""
+    deadline = time.monotonic() + (timeout if timeout is not None else CONNECT_WAIT)
+    pause = 0.005
+    while True:
+        try:
+            return sock.connect(path)
+        except BlockingIOError:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
 
 class Client:
@@ -33,7 +51,7 @@ class Client:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(timeout)
             try:
-                sock.connect(self.path)
+                _connect(sock, self.path, timeout)
             except OSError as e:
                 sock.close()
                 raise ConnectionLost(f"cannot connect to aetherd at {self.path}: {e.strerror or e} "

@@ -101,3 +101,52 @@ def test_many_users_each_under_the_cap_do_not_starve_the_console(daemon):
         assert c.call("sys.info")["hostname"]
         waited = time.monotonic() - started
     assert waited < 1.5, f"the console waited {waited:.1f} s behind 8 users' 384 connections"
+
+
+def test_a_root_peer_whose_cgroup_cannot_be_read_is_not_the_privileged_shell(tmp_path):
+    """A root agent's child connects, then exits before aetherd accepts (its parent keeps the
+    socket): its cgroup cannot be read any more, and it must not pass for the shell."""
+    from aether.abi import identity
+    agent = tmp_path / "4242"
+    agent.mkdir()
+    (agent / "cgroup").write_text("0::/aether/agents/rooty/self\n")
+    assert identity.from_peer(4242, 0, 0, proc=str(tmp_path)).agent == "rooty"
+    gone = identity.from_peer(4243, 0, 0, proc=str(tmp_path))       # no /proc/4243: the pid has exited
+    assert not gone.privileged, gone
+
+
+def test_a_connection_churn_does_not_lock_the_console_out(daemon):
+    """Three local users connect and close as fast as they can: the listen backlog is full
+    most of the time, and a client that took EAGAIN from connect() for 'aetherd is not
+    running' could not reach aetherd at all."""
+    kids = []
+    for k in range(3):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setgid(5300 + k)
+                os.setuid(5300 + k)
+                end = time.monotonic() + 5
+                while time.monotonic() < end:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    try:
+                        s.connect(daemon.sock)
+                    except OSError:
+                        pass
+                    s.close()
+            finally:
+                os._exit(0)
+        kids.append(pid)
+    try:
+        time.sleep(0.5)
+        for _ in range(15):
+            started = time.monotonic()
+            with daemon.client(timeout=10) as c:
+                assert c.call("sys.info")["hostname"]
+            waited = time.monotonic() - started
+            assert waited < 2.0, f"the console took {waited:.1f} s to be served during the churn"
+            time.sleep(0.1)
+    finally:
+        for pid in kids:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
