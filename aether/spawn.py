@@ -118,6 +118,7 @@ def _set_comm(name):
 
 
 MAX_LINE = 4096            # bytes of one output line kept; the rest of a longer line is dropped
+OUTPUT_READ = 4096         # bytes of a child's output read per turn: at most that many lines (~4 ms)
 CUT_MARK = " [line cut: longer than {} bytes]"
 
 
@@ -170,14 +171,16 @@ class LineBuffer:
 def read_lines(loop, fd, on_line, limit=MAX_LINE):
     """Read a child's output pipe on the loop; call on_line(text) per line, close at EOF.
 
-    One read per turn of the loop, and lines bounded by ``limit`` (LineBuffer):
+    One read of OUTPUT_READ bytes per turn of the loop (a child writing empty lines flat out
+    costs ~1 us of Python a line: 64 KiB reads made one turn 60 ms per such child; beyond
+    what is read, the pipe fills and the child waits), and lines bounded by ``limit`` (LineBuffer):
     a child that writes without newlines costs time linear in what it writes.
     """
     lines = LineBuffer(limit)
 
     def readable(fd):
         try:
-            data = os.read(fd, 65536)
+            data = os.read(fd, OUTPUT_READ)
         except BlockingIOError:
             return
         except OSError:

@@ -150,3 +150,22 @@ def test_a_connection_churn_does_not_lock_the_console_out(daemon):
         for pid in kids:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
+
+
+def test_agents_writing_empty_lines_flat_out_do_not_starve_the_console(daemon):
+    """`yes ''` is 65,536 lines in one 64 KiB read, about 60 ms of Python per read:
+    ten such agents made every turn of the loop cost more than half a second."""
+    with daemon.client(timeout=60) as c:
+        for k in range(10):
+            c.call("agent.spawn", manifest={"name": f"blank{k}", "program": "/usr/bin/yes", "args": [""],
+                                            "restart": "never"})
+    time.sleep(1.5)
+    worst = 0.0
+    for _ in range(3):
+        with daemon.client(timeout=60) as c:
+            started = time.monotonic()
+            assert c.call("sys.info")["hostname"]
+            worst = max(worst, time.monotonic() - started)
+    assert worst < 1.0, f"the console waited {worst:.1f} s behind ten agents' empty lines"
+    with daemon.client(timeout=60) as c:
+        assert c.call("agent.logs", name="blank0", lines=3)["lines"] == ["", "", ""]
