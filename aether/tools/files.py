@@ -402,7 +402,7 @@ def write_file(caller, args):
         check_writable(caller, path, w.real)
         try:
             old = _existing(caller, w, path)
-            freeing = old.st_size if old is not None and args["mode"] == "overwrite" else 0
+            freeing = freed(old) if args["mode"] == "overwrite" else 0
             quota.check(caller, w.tree.top, len(data), freeing)
             if args["mode"] == "append":
                 size = _append(caller, w, data, old, path)
@@ -565,14 +565,14 @@ def delete_file(caller, args):
             else:
                 os.unlink(w.name, dir_fd=w.fd)
                 counts["files"] += 1
-                counts["bytes"] += st.st_blocks * 512
+                counts["bytes"] += freed(st)
             os.fsync(w.fd)
         except OSError as e:
             raise os_error(e, w.real) from None
         finally:
             quota.wrote(caller, w.tree.top, -counts["bytes"])
-    freed = counts.pop("bytes")
-    return {"path": w.real, "deleted": counts, "freed_bytes": freed}
+    gone = counts.pop("bytes")
+    return {"path": w.real, "deleted": counts, "freed_bytes": gone}
 
 
 def _remove_tree(dir_fd, name, here, device, counts):
@@ -601,8 +601,16 @@ def _remove_tree(dir_fd, name, here, device, counts):
     counts["directories"] += 1
 
 
+def freed(st):
+    """Bytes the disk gets back when this name goes: its blocks (not its apparent size, so a
+    sparse file frees what it held), and nothing while another hard link keeps the file."""
+    if st is None or (st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode)):
+        return 0
+    return st.st_blocks * 512
+
+
 def _blocks(name, dir_fd):
     try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_blocks * 512
+        return freed(os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
     except OSError:
         return 0
