@@ -12,8 +12,10 @@ the kernel is told, in the agent's child between fork and exec:
   store, the settings with the model's API key), not ``/proc/cmdline``, not
   another process's ``/proc/<pid>``, not ``/tmp`` (its ``TMPDIR`` is in its
   home).  Landlock also forbids it to mount, and to ptrace anything outside
-  its domain.  The kernel's ABI version decides which access rights are
-  handled; rights it does not know are dropped from the rules (6.1 has v2).
+  its domain; from ABI v6 (Linux 6.12) also to signal a process outside it or
+  reach its abstract unix sockets (aetherd and agents run under one uid on a
+  host).  The kernel's ABI version decides which access rights are handled;
+  rights it does not know are dropped from the rules (6.1 has v2).
 * **A network namespace of its own** with only loopback up, unless the
   manifest grants ``net``.  The ABI socket is a path, so it still reaches
   aetherd; ``fetch.url`` and ``llm.*`` are its accounted way out.  On a kernel
@@ -51,6 +53,9 @@ FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV   # all a 
 FS_RIGHTS = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1,
              5: (1 << 16) - 1}
 NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1           # ABI v4
+# ABI v6 scopes: no signal to, and no abstract unix socket of, a process outside the
+# agent's own domain (aetherd, another agent, the host's services), even under one uid.
+SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
 READ = EXECUTE | READ_FILE | READ_DIR
 
 # What an agent may read (and execute) besides its home.
@@ -210,8 +215,9 @@ class Ruleset:
         import ctypes
         self.fs = FS_RIGHTS[min(abi, max(FS_RIGHTS))]
         self.net = 0 if net or abi < 4 else NET_BIND_TCP | NET_CONNECT_TCP
-        attr = (ctypes.c_uint64 * 2)(self.fs, self.net)
-        size = 16 if abi >= 4 else 8
+        self.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
+        attr = (ctypes.c_uint64 * 3)(self.fs, self.net, self.scoped)
+        size = 24 if abi >= 6 else 16 if abi >= 4 else 8
         self.fd = _syscall(SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0)
 
     def allow(self, path, rights):
