@@ -265,7 +265,7 @@ def check_file(path, source=None):
     digest, count, previous, header = hashlib.sha256(), 0, None, None
     try:
         with _lines(path, source) as f:
-            for line in f:
+            for line in _bounded(f, path):
                 if previous is not None:
                     digest.update(previous)
                     count += 1
@@ -293,17 +293,34 @@ def check_file(path, source=None):
 def records(path, only=None, source=None):
     """(line number, record) of every record between header and trailer, streamed in file order."""
     with _lines(path, source) as f:
-        next(f)
+        lines = _bounded(f, path)
+        next(lines)
         previous = None
-        for number, line in enumerate(f, 2):
+        for number, line in enumerate(lines, 2):
             if previous is not None and (only is None or previous[1].get("type") == only):
                 yield previous
             previous = (number, _parse(line, number, path))
 
 
+MAX_RECORD = 4 << 20     # bytes in one line of an export: far above any record aetherd writes
+
+
+def _bounded(f, path):
+    """The file's lines, each at most MAX_RECORD bytes: an overlong line is refused, not buffered."""
+    number = 0
+    while line := f.readline(MAX_RECORD + 1):
+        number += 1
+        if len(line) > MAX_RECORD:
+            raise ExportFormatError(f"{path} line {number} is longer than {MAX_RECORD} bytes: not an "
+                                    "export AetherOS wrote")
+        yield line
+
+
 def _parse(line, number, path):
     try:
         record = json.loads(line)
+    except RecursionError:
+        raise ExportFormatError(f"{path} line {number} is nested too deeply to be a record") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ExportFormatError(f"{path} line {number} is not JSON: {exc}") from None
     if not isinstance(record, dict):

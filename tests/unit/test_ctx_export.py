@@ -114,6 +114,21 @@ def test_damaged_files_are_refused_before_writing(tmp_path):
     b.close()
 
 
+def test_deep_and_overlong_lines_are_refused_with_a_reason(tmp_path, monkeypatch):
+    """A crafted file: JSON nested past the recursion limit, or one endless line."""
+    from aether.ctx import export
+    b = open_store(tmp_path / "b.db")
+    (tmp_path / "deep.ctx").write_text("[" * 100_000 + "]" * 100_000 + "\n{}\n")
+    with pytest.raises(ExportFormatError, match="nested too deeply"):
+        b.import_("shell", tmp_path / "deep.ctx")
+    monkeypatch.setattr(export, "MAX_RECORD", 1000)
+    (tmp_path / "long.ctx").write_text('{"a": "' + "x" * 5000 + '"}\n{}\n')
+    with pytest.raises(ExportFormatError, match="longer than 1000 bytes"):
+        b.import_("shell", tmp_path / "long.ctx")
+    assert b.usage("shell")["scopes"] == []
+    b.close()
+
+
 def test_a_forged_journal_entry_with_a_fixed_checksum_is_refused(tmp_path):
     a, _, _ = populated(tmp_path / "a.db")
     a.export("shell", tmp_path / "a.ctx")
