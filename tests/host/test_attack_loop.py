@@ -169,3 +169,41 @@ def test_agents_writing_empty_lines_flat_out_do_not_starve_the_console(daemon):
     assert worst < 1.0, f"the console waited {worst:.1f} s behind ten agents' empty lines"
     with daemon.client(timeout=60) as c:
         assert c.call("agent.logs", name="blank0", lines=3)["lines"] == ["", "", ""]
+
+
+@pytest.mark.xfail(strict=True, reason="open: Connection.readable reads and splits 64 KiB in the poll "
+                   "phase, outside any turn; blank lines queue nothing, so the peer is read again at once "
+                   "(fix: do the read inside the connection's turn, under the per-principal rounds)")
+def test_a_user_sending_blank_lines_flat_out_does_not_starve_the_console(daemon):
+    """Blank lines are no frames, so nothing queues and the connection is read again at once:
+    each 64 KiB read of newlines is ~20 ms of splitting, outside any turn; 64 connections
+    doing it made every turn of the loop cost more than a second."""
+    socks = [as_uid(daemon, 5400) for _ in range(64)]
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(5400)
+            os.setuid(5400)
+            blank, end = b"\n" * 65536, time.monotonic() + 8
+            for s in socks:
+                s.setblocking(False)
+            while time.monotonic() < end:
+                for s in socks:
+                    try:
+                        s.send(blank)
+                    except (BlockingIOError, OSError):
+                        pass
+        finally:
+            os._exit(0)
+    try:
+        time.sleep(1.0)
+        worst = 0.0
+        for _ in range(3):
+            with daemon.client(timeout=60) as c:
+                started = time.monotonic()
+                assert c.call("sys.info")["hostname"]
+                worst = max(worst, time.monotonic() - started)
+        assert worst < 1.0, f"the console waited {worst:.1f} s behind 64 connections of blank lines"
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
