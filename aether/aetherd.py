@@ -124,6 +124,10 @@ class Daemon:
             self.server.serve_port(self.host_port)
         for directory in self.manifest_dirs:
             self._start_boot_agents(directory)
+        try:
+            self.supervisor.durable.restore()      # agents spawned through the ABI (agent/persist.py)
+        except Exception as e:  # noqa: BLE001 - a bug in restoring agents must not keep the ABI down
+            self.log.exception("recorded agents not restored", e)
         self.log.info(f"serving the agent ABI on {self.socket_path}"
                       + (f" and {self.host_port}" if self.host_port else ""))
 

@@ -3,6 +3,7 @@
     <data>/home/<name>/     each agent's home: its uid, 0700 (the tree is root's, 0711)
     <data>/manifests/       manifests aetherd starts at boot: root's, 0700
     <data>/system/          aetherd's own state (names.json): root's, 0700
+    <data>/system/agents/   the records of agents spawned through the ABI (persist.py): 0700
     <data>/agents/          reserved for installed agent packages (agents/<name>/<version>/)
 
 No path aetherd reads is inside a tree an agent can write, and an agent's name
@@ -67,6 +68,10 @@ class Layout:
 
     def names_file(self):
         return os.path.join(self.system, "names.json")
+
+    def records(self):
+        """The directory of durable agents' records (aether/agent/persist.py)."""
+        return os.path.join(self.system, "agents")
 
     def prepare(self):
         """Make the root-owned trees (home 0711, manifests and system 0700)."""

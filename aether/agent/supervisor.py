@@ -31,6 +31,7 @@ from .bounds import ACTIVE
 from .errors import AgentError
 from .layout import Layout, LayoutError
 from .names import LEGACY, Names, NameRefused
+from .persist import ON_PURPOSE, Durable, process_start
 from .machine import Agent
 from ..broker.spend import Exhausted, Ledger, LedgerError
 from ..states import (ADMIT, EXIT, FAILED, RESTING, RUNNING, SPAWN_FAILED, START, STARTED, STARTING, STOP,
@@ -146,6 +147,7 @@ class Supervisor:
         self.broken = None               # why agents' homes cannot be used, if they cannot
         self.layout = Layout(data_dir)
         self.names = self._open_names()
+        self.durable = Durable(self, self.layout.records())    # ABI-spawned agents (persist.py)
         if not self.groups.enforced:
             log.warning("agents: no cgroup v2 hierarchy here: agent limits are NOT enforced "
                         "(process groups stand in for cgroups)")
@@ -243,6 +245,9 @@ class Supervisor:
             event["last_exit"] = agent.last_exit
             event["last_error"] = agent.last_error
             self.groups.release(agent)
+        elif agent.state == STARTING:
+            agent.pgid_start = process_start(agent.pgid) if getattr(agent, "pgid", None) else None
+        self.durable.changed(agent)
         self.publish(event)
         if agent.state in RESTING | {RUNNING}:
             self.admit_soon()          # resources may have been freed
@@ -350,10 +355,12 @@ class Supervisor:
 
     # -- requests ---------------------------------------------------------------------
 
-    def declare(self, manifest, parent=None, spawned_by=None, owner=None, reclaim=False):
+    def declare(self, manifest, parent=None, spawned_by=None, owner=None, reclaim=False, restored=False):
         """Add an agent to the table.  Its name is claimed for ``agent:<parent>`` (a child) or for
         owner (who declared a top-level agent: shell, host, image, system); ``reclaim`` (the
-        privileged only: the caller checks) takes a name over from its owner, with an event."""
+        privileged only: the caller checks) takes a name over from its owner, with an event.
+        An agent not from a boot manifest is recorded durably before this returns (persist.py);
+        ``restored``: declared again from that record (its spend account is its own still)."""
         if manifest.name in self.agents:
             raise AgentError("conflict", f"an agent named {manifest.name!r} already exists "
                                          f"(state {self.agents[manifest.name].state})")
@@ -368,7 +375,7 @@ class Supervisor:
         if parent is not None:
             owner_agent = self._get(parent)
             manifest = bounds.inherit(owner_agent, manifest)
-            manifest = self._carve(owner_agent, manifest)
+            manifest = self._carve(owner_agent, manifest, spend_kept=restored and self._kept(manifest, parent))
             lineage = owner_agent.lineage + [manifest.name]
         else:
             bounds.fits_pool(manifest, self.memory_pool)
@@ -381,8 +388,15 @@ class Supervisor:
             self.publish({"kind": "agent.reclaimed", "agent": manifest.name, "parent": parent,
                           "from": previous, "to": owner, "by": spawned_by or owner,
                           "legacy": previous == LEGACY})
-        self._open_spend(manifest, parent)
+        if not (restored and self._kept(manifest, parent)):
+            self._open_spend(manifest, parent)
         agent = Agent(manifest, self, parent=parent, lineage=lineage, spawned_by=spawned_by)
+        try:
+            self.durable.declared(agent, owner)
+        except AgentError:
+            if parent is not None:
+                self.ledger.close(f"agent:{manifest.name}")
+            raise
         self.agents[agent.name] = agent
         self.logs[agent.name] = deque(maxlen=LOG_LINES)
         if parent is not None:
@@ -390,8 +404,14 @@ class Supervisor:
         self.publish({"kind": "agent.declared", "agent": agent.name, "parent": parent})
         return agent
 
-    def _carve(self, parent, manifest):
-        """A child's limits must fit in what its parent has not given to other children."""
+    def _kept(self, manifest, parent):
+        """Did the ledger keep this restored child's own account (carved from its parent)?"""
+        account = self.ledger.get(f"agent:{manifest.name}")
+        return parent is not None and account is not None and account.parent == f"agent:{parent}"
+
+    def _carve(self, parent, manifest, spend_kept=False):
+        """A child's limits must fit in what its parent has not given to other children
+        (``spend_kept``: its spend was carved before a restart and is still held)."""
         pm = parent.manifest
         siblings = [self.agents[c] for c in parent.children
                     if c in self.agents and self.agents[c].state not in (STOPPED, FAILED)]
@@ -402,7 +422,7 @@ class Supervisor:
             raise AgentError("budget", f"{manifest.name}: limits.memory {manifest.limits_memory >> 20} MiB "
                                        f"exceeds what {parent.name} has left to give "
                                        f"({max(0, free_mem) >> 20} MiB)")
-        if free_ctx is not None and manifest.context_spend_tokens > free_ctx:
+        if not spend_kept and free_ctx is not None and manifest.context_spend_tokens > free_ctx:
             raise AgentError("budget", f"{manifest.name}: context.spend_tokens "
                                        f"{manifest.context_spend_tokens} exceeds what {parent.name} "
                                        f"has left to give ({max(0, free_ctx)}: what it may still spend, "
@@ -434,6 +454,7 @@ class Supervisor:
         return agent
 
     def start(self, name):
+        self._get(name).stopped_on_purpose = False
         self._get(name).handle(START)
         self._admit()                    # answer with the state admission leads to
 
@@ -442,13 +463,17 @@ class Supervisor:
         agent = self._get(name)
         for child in list(agent.children):
             if child in self.agents:
-                self.stop(child, "parent")
+                self.stop(child, "parent" if reason in ON_PURPOSE else reason)
+        if reason in ON_PURPOSE and agent.state not in RESTING:
+            agent.stopped_on_purpose = True          # it stays stopped across restarts
         agent.handle(STOP, reason)
+        self.durable.changed(agent)
 
     def restart(self, name):
         agent = self._get(name)
         if agent.state in ACTIVE:
             self.stop(name)
+        agent.stopped_on_purpose = False
         agent.handle(START)
 
     def remove(self, name):
@@ -458,6 +483,7 @@ class Supervisor:
         for child in list(agent.children):
             self.remove(child)
         self.groups.release(agent)
+        self.durable.removed(agent)
         del self.agents[name]
         self.ledger.close(f"agent:{name}")      # a child's spending stays charged to its parent
         if agent.parent in self.agents:
@@ -500,6 +526,7 @@ class Supervisor:
         bounds.limits_fit(self, agent, memory, cpu, pids)
         agent.manifest = m.with_changes(**changes)
         self.groups.apply_limits(agent)
+        self.durable.changed(agent)
         self.publish({"kind": "agent.limits", "agent": name, "parent": agent.parent,
                       "limits": {k.split("__")[1]: v for k, v in changes.items()}})
         return previous

@@ -21,7 +21,8 @@ limits it has given to its children.
 * Persisted through ``store`` (ContextStore.spend_*; context-store table ``spend``).
   At ``attach``: tokens still reserved by the previous aetherd are charged (those
   calls may have been served), and child accounts are folded into their parents
-  (children do not outlive the aetherd that spawned them).
+  (unless the child is durable: ``durable`` names the children declared again from
+  their records, whose accounts stay carved out of their parents').
 """
 
 import time
@@ -74,6 +75,7 @@ class Ledger:
         self.clock, self.log = clock, log
         self.accounts = {}
         self.store = None
+        self.durable = set()     # child principals that outlive a restart (aether/agent/persist.py)
 
     # -- persistence ----------------------------------------------------------------
 
@@ -93,6 +95,10 @@ class Ledger:
             self.accounts[principal] = account
         for account in [a for a in self.accounts.values() if a.parent is not None]:
             parent = self.accounts.get(account.parent)
+            if parent is not None and account.principal in self.durable:
+                parent.carved += account.limit if parent.limit is not None else 0
+                parent.children.add(account.principal)      # a durable child keeps its own account
+                continue
             if parent is not None:
                 parent.used += account.used
                 notices.append(f"{account.principal}: a child of {parent.principal} from before the "

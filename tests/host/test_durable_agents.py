@@ -1,0 +1,112 @@
+"""Durable agents and resumable goals on the host (issue 11), against tests/fake_openai.py.
+
+* aetherd killed with SIGKILL: the agents spawned through the ABI (one the way the shell
+  spawns a watch agent, a child with a carved spend) come back in the next aetherd with
+  their lineage, owner and spend; one stopped on purpose stays stopped, one removed is gone,
+  one with restart = never is not started again and says why.
+* The goal agent killed with SIGKILL during step 3 of a 5-step goal: restarted per its
+  policy, it resumes from its last committed turn, every tool call is journalled once,
+  and the goal reaches done.
+"""
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.fake_openai import FakeOpenAI, Reply
+
+from .conftest import sleep_until
+from .test_broker import Aetherd
+
+pytestmark = pytest.mark.host
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def model():
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def aetherd(tmp_path, model):
+    started = []
+
+    def start():
+        d = Aetherd(tmp_path, f"llm.endpoint = {model.url}\nllm.model = fake\nllm.timeout = 5\n")
+        started.append(d)
+        return d
+    yield start
+    for d in started:
+        d.stop()
+
+
+def sh(name, script, **extra):
+    return {"name": name, "program": "/bin/sh", "args": ["-c", script], **extra}
+
+
+def state(c, name):
+    return c.call("agent.inspect", name=name)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] not in "ZX"
+    except OSError:
+        return False
+
+
+def test_abi_spawned_agents_survive_an_aetherd_crash(aetherd):
+    d = aetherd()
+    c = d.connect()
+    c.call("agent.spawn", manifest=sh("keeper", "sleep 300", context={"spend_tokens": 5000}))
+    # the shell's watch intent spawns exactly this (aether/shell/intents.py)
+    c.call("agent.spawn", manifest={"name": "watch-memory-above-99", "goal": "alert when memory.used_percent > 99",
+                                    "program": "aether.agents.watch:main",
+                                    "args": ["memory.used_percent > 99"], "restart": "on-failure"})
+    c.call("agent.spawn", parent="keeper", manifest={
+        "name": "helper", "program": "tests.host.broker_entries:concurrent", "restart": "on-failure",
+        "args": ["out.json", json.dumps({"calls": [{"tag": "a", "params": {"messages": HI, "max_tokens": 10}}]})],
+        "context": {"spend_tokens": 1000}})
+    c.call("agent.spawn", manifest=sh("paused", "sleep 300"))
+    c.call("agent.spawn", manifest=sh("gone", "sleep 300"))
+    c.call("agent.spawn", manifest=sh("oneshot", "sleep 300", restart="never"))
+    for name in ("keeper", "watch-memory-above-99", "paused", "gone", "oneshot"):
+        sleep_until(lambda: state(c, name)["state"] == "running", 20)
+    sleep_until(lambda: state(c, "helper")["state"] == "exited", 30)
+    c.call("agent.stop", name="paused")
+    c.call("agent.stop", name="gone")
+    sleep_until(lambda: state(c, "gone")["state"] == "stopped", 20)
+    c.call("agent.remove", name="gone")
+    before = {n: state(c, n) for n in ("keeper", "helper", "watch-memory-above-99", "oneshot")}
+    assert before["helper"]["context"]["used_tokens"] == 18
+    d.stop(signal.SIGKILL)                         # a crash: nothing is stopped in order
+    d.start()
+    c = d.connect()
+    names = {a["name"] for a in c.call("agent.list")}
+    assert {"keeper", "helper", "watch-memory-above-99", "paused", "oneshot"} <= names and "gone" not in names
+    for name in ("keeper", "watch-memory-above-99"):
+        now = sleep_until(lambda: (s := state(c, name))["state"] == "running" and s, 20)
+        assert now["pid"] != before[name]["pid"] and not alive(before[name]["pid"]), (name, d.log())
+        assert now["lineage"] == before[name]["lineage"] and now["owner"] == before[name]["owner"]
+        assert now["spawned_by"] == before[name]["spawned_by"] and now["starts"] == before[name]["starts"] + 1
+    helper = state(c, "helper")
+    assert helper["state"] == "exited" and helper["lineage"] == ["keeper", "helper"]
+    assert helper["owner"] == "agent:keeper" and helper["parent"] == "keeper"
+    assert helper["context"]["used_tokens"] == 18 and helper["context"]["spend_tokens"] == 1000
+    keeper = state(c, "keeper")
+    assert keeper["children"] == ["helper"] and keeper["context"]["carved_tokens"] == 1000
+    assert state(c, "paused")["state"] == "stopped" and "on purpose" in state(c, "paused")["reason"]
+    oneshot = state(c, "oneshot")
+    assert oneshot["state"] == "failed" and "restart = never" in oneshot["reason"]
+    assert not alive(before["oneshot"]["pid"])
+    # a clean stop brings the running ones back too, and the next crash once more
+    d.stop()
+    d.start()
+    c = d.connect()
+    sleep_until(lambda: state(c, "keeper")["state"] == "running", 20)
+    assert state(c, "paused")["state"] == "stopped" and state(c, "helper")["state"] == "exited"
