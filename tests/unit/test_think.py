@@ -1,0 +1,138 @@
+"""llm.think's parts without a server: window assembly by reference, the thread's hash chain,
+foreign thread ids, and the input recorded when no model is configured."""
+
+import pytest
+
+from aether.abi.calls import think
+from aether.abi.identity import Caller
+from aether.abi.protocol import InvalidParams, PermissionDenied, Unavailable
+from aether.broker.spend import Ledger
+from aether.ctx import ContextStore, StoreError
+from aether.ctx import assembly, threads as th
+
+ME = "agent:a"
+
+
+class D:
+    def __init__(self, store, **config):
+        self.store, self.store_problem, self.config = store, None, config
+        self.broker = type("B", (), {"ledger": Ledger(), "n_ctx": None, "n_ctx_source": None})()
+        self.supervisor = type("S", (), {"agents": {}})()
+        self.events = type("E", (), {"publish": lambda self, e: None})()
+        self.log = type("L", (), {"error": print, "info": print})()
+
+
+@pytest.fixture
+def store():
+    s = ContextStore(":memory:")
+    yield s
+    s.close()
+
+
+def fill(store, owner, n):
+    threads = th.of(store)
+    t = threads.open(owner)
+    for i in range(1, n + 1):
+        body = {"text": f"note {i}: the parcel code for crate{i} is K{i * 7}", "tool_results": []}
+        with store.transaction():
+            threads.record(t.id, "input", body, th.searchable("input", body),
+                           assembly.turn_tokens(th.input_messages(body)), owner)
+    return threads.open(owner)
+
+
+def test_the_window_holds_the_needed_old_turn_and_memory_and_says_what_it_left_out(store):
+    store.remember(ME, "The backup server is called orca and lives in rack 4.", scope=ME)
+    store.remember(ME, "Always answer briefly.", scope=ME, pinned=True)
+    t = fill(store, ME, 300)
+    w = assembly.assemble(store, ME, t, {"text": "what was the code for crate12? where is orca?"}, "rules", 800)
+    assert w["tokens"] <= 800
+    assert 13 - 1 in w["relevant"] or 12 in w["relevant"]       # turn 12 holds crate12
+    refs = assembly.refs(w)
+    texts = [line for _, _, line, _ in w["memories"]]
+    assert any("orca" in x for x in texts) and any("briefly" in x for x in texts)
+    assert refs["pinned"] and set(refs["pinned"]) <= set(refs["memories"])
+    assert refs["recent"][1] == 300 and refs["recent"][0] > 12
+    ranges = [e for e in refs["left_out"] if e.get("reason") == "older_than_recent"]
+    assert ranges and ranges[0]["turns"][0] == 1
+    assert refs["left_out_counts"]["older_than_recent"] == refs["recent"][0] - 1 - len(refs["relevant"])
+    assert w["faults"] >= 2 and w["full"]
+    assert "crate12" in w["messages"][0]["content"] and w["messages"][-1]["content"].startswith("what was")
+
+
+def test_an_input_too_big_for_the_window_is_refused_with_the_numbers(store):
+    t = th.of(store).open(ME)
+    with pytest.raises(Exception, match="does not fit the window.*leaves 100"):
+        assembly.assemble(store, ME, t, {"text": "x" * 2000}, "rules", 100)
+
+
+def test_the_thread_is_hash_chained_and_append_only(store):
+    t = fill(store, ME, 5)
+    threads = th.of(store)
+    assert threads.verify(t.id)["ok"] and threads.verify(t.id)["turns"] == 5
+    with pytest.raises(StoreError, match="append-only"):
+        store.db.execute("UPDATE thread_turns SET body = '{}' WHERE n = 3")
+    with pytest.raises(StoreError, match="append-only"):
+        store.db.execute("DELETE FROM thread_turns WHERE n = 5")
+    store.db.execute("DROP TRIGGER turn_no_update")          # an attacker with the file
+    store.db.execute("UPDATE thread_turns SET body = '{\"text\":\"forged\"}' WHERE thread_id = ? AND n = 3", (t.id,))
+    bad = threads.verify(t.id)
+    assert not bad["ok"] and bad["n"] == 3 and "does not match its hash" in bad["reason"]
+
+
+def test_compaction_summarises_older_turns_and_keeps_them(store):
+    t = fill(store, ME, 250)
+    threads = th.of(store)
+    with store.transaction():
+        made = threads.compact(t.id, 240, 64, store.estimator, store.summariser)
+    assert made["through_n"] == 200 and made["text"] and made["tokens"] <= 64
+    with store.transaction():
+        assert threads.compact(t.id, 240, 64, store.estimator, store.summariser)["through_n"] == 239
+    assert threads.turn(t.id, 1)["body"]["text"].startswith("note 1:")      # nothing lost
+    w = assembly.assemble(store, ME, threads.open(ME), {"text": "hello"}, "rules", 600)
+    assert w["summary"]["through_n"] == 239
+    assert any(e.get("reason") == "summarised" for e in w["left_out"])
+
+
+def test_a_foreign_thread_id_is_permission_denied(store):
+    other = th.of(store).open("agent:b")
+    d = D(store)
+    with pytest.raises(PermissionDenied, match="not agent:a's"):
+        think.think(d, Caller(ME, agent="a"), {"input": "hi", "thread_id": other.id}, None)
+    with pytest.raises(PermissionDenied):
+        think.thread(d, Caller(ME, agent="a"), {"thread_id": other.id}, None)
+    assert th.of(store).open("agent:b").turns == 0
+    shell = Caller("shell", uid=0, privileged=True)
+    assert think.thread(d, shell, {"thread_id": other.id}, None)["thread"]["owner"] == "agent:b"
+
+
+def test_with_no_model_the_think_says_so_and_the_input_is_recorded(store):
+    d = D(store)
+    caller = Caller("shell", uid=0, privileged=True)
+    with pytest.raises(Unavailable, match="no model endpoint is configured.*recorded as turn 1") as e:
+        think.think(d, caller, {"input": "remember: the fern needs water on Tuesdays"}, None)
+    assert e.value.data["input_turn"] == 1
+    page = think.thread(d, caller, {"thread": "main", "verify": True}, None)
+    assert page["turns"][0]["body"]["text"].startswith("remember: the fern") and page["chain"]["ok"]
+    explained = think.thread(d, caller, {"thread": "main", "turn": 1}, None)
+    assert explained["window"]["budget_tokens"] > 0 and explained["window"]["turns"] == []
+    assert think.meter(d).view("shell")["thinks"] == 1
+
+
+def test_bad_input_is_refused_clearly(store):
+    d = D(store)
+    with pytest.raises(InvalidParams, match="a think needs something new"):
+        think.think(d, Caller("shell", uid=0, privileged=True), {}, None)
+    with pytest.raises(InvalidParams, match="tool_results\\[0\\]"):
+        think.think(d, Caller("shell", uid=0, privileged=True), {"tool_results": [{"content": "x"}]}, None)
+
+
+def test_thrashing_is_alerted_once_when_it_starts():
+    events = []
+    m = think.Meter(events.append)
+    window = {"tokens": 900, "faults": 2, "full": True, "left_out": [{"reason": "older_than_recent"}]}
+    for _ in range(think.THRASH_THINKS):
+        m.note(ME, "a", window, 5000)
+    assert m.view(ME)["thrashing"] and len(events) == 1 and "thrashing" in events[0]["message"]
+    m.note(ME, "a", {**window, "faults": 0}, 5000)
+    assert not m.view(ME)["thrashing"] and len(events) == 2
+    assert m.view(ME)["pressure"] == 1.0 and m.view(ME)["swapped_tokens"] == 5000
