@@ -90,6 +90,16 @@ class Client:
                 raise _error(message["error"])
             return message.get("result")
 
+    def think(self, input=None, tool_results=None, **options):
+        """llm.think: send only what is new (a user turn, tool results); aetherd assembles the window
+        from the thread and the store. options: thread, thread_id, goal_id, rules, tools, max_tokens..."""
+        params = {k: v for k, v in options.items() if v is not None}
+        if input is not None:
+            params["input"] = input
+        if tool_results:
+            params["tool_results"] = list(tool_results)
+        return self.call("llm.think", **params)
+
     def subscribe(self, kinds=("*",)):
         """Subscribe now; return an iterator that yields events as they come (blocking)."""
         self.call("sys.subscribe", kinds=list(kinds))

@@ -141,6 +141,7 @@ class Supervisor:
         self.queued_at = {}
         self.ledger = Ledger(log=log)    # model-token spend (aether/broker/spend.py); aetherd persists it
         self.llm_view = None             # principal -> its model-call counters (set by aetherd)
+        self.think_view = None           # principal -> its context accounting (llm.think; set on first think)
         self.shutting_down = False
         self._admit_pending = False
         self.notices = []                # alerts from setting up the data partition, for aetherd
@@ -540,7 +541,8 @@ class Supervisor:
                 "reserved_tokens": spend.get("reserved_tokens", 0),
                 "carved_tokens": spend.get("carved_tokens", 0),
                 "available_tokens": spend.get("available_tokens"),
-                "llm": self.llm_view(principal) if self.llm_view else None}
+                "llm": self.llm_view(principal) if self.llm_view else None,
+                "think": self.think_view(principal) if self.think_view else None}
 
     def inspect(self, name):
         agent = self._get(name)

@@ -75,8 +75,9 @@ def _llm(d, caller):
     """Whether a model is configured (never the key)."""
     endpoint, model = d.config.get("llm.endpoint"), d.config.get("llm.model")
     from .llm import summary
+    from .think import summary as context_pressure
     return {"configured": bool(endpoint and model), "endpoint": endpoint or None, "model": model or None,
-            **summary(d, caller)}
+            **summary(d, caller), "think": context_pressure(d, caller)}
 
 
 def processes(d, caller, params, conn):
