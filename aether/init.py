@@ -29,6 +29,7 @@ from .states import ALWAYS, START, STOP
 CHILD_ENV = {"PATH": "/usr/bin", "HOME": "/root", "TERM": "linux", "LANG": "C.UTF-8"}
 OUTPUT_LINES = 200       # recent output lines kept per service
 KILL_GRACE = 2.0         # seconds after TERM/KILL of left-over processes at shutdown
+TIMELINE_DELAY = 1.0     # seconds after the services start: the consoles come first
 
 
 class RealOs:
@@ -93,11 +94,12 @@ class Init:
         self.output = {}
         self.status_path = status_path or "/run/aether/init.json"
         self.control_path = control_path
+        self.marks = []          # (phase, uptime at its end): aether/boottime.py logs them
 
     # -- main ---------------------------------------------------------------------
 
     def run(self):
-        self.log.debug(f"imports done at {self._uptime()}")
+        self.mark("imports")
         self.log.info(f"AetherOS {__version__}: PID {os.getpid()}, Python {sys.version.split()[0]}"
                       + (" (host mode: child subreaper)" if self.host else ""))
         self.install_signals()
@@ -110,6 +112,7 @@ class Init:
             os.umask(0o022)
             from . import boot
             self.booted = boot.run(self)
+            self.mark("boot steps")
             if self.booted:
                 self.add_consoles()
                 self.add_aetherd()
@@ -120,7 +123,10 @@ class Init:
                 self.log.warning(f"control FIFO {self.control_path} unavailable: {e}")
         if self.booted:
             self.sup.start_all()
+            self.mark("services started")
             self.log.info(f"boot finished at {self._uptime()}")
+            if not self.host:
+                self.loop.call_later(TIMELINE_DELAY, self.log_timeline)
         self.write_status()
         while True:
             try:
@@ -146,6 +152,14 @@ class Init:
         self.reaper.reap()
         if self.reaper.orphans_reaped != before:
             self.write_status()
+
+    def mark(self, phase, at=None):
+        """Note that ``phase`` of the boot ended now (or at ``at``, seconds of uptime)."""
+        self.marks.append((phase, time.clock_gettime(time.CLOCK_BOOTTIME) if at is None else at))
+
+    def log_timeline(self):
+        from . import boottime   # only now: off the boot path
+        self.log.info(boottime.line(boottime.kernel_ran_init(), self.marks))
 
     def request(self, action):
         if self.pending is None:
@@ -342,13 +356,16 @@ def emergency(exc):
             pass
 
 
-def main(argv=None):
+def main(argv=None, started=None):
+    """``started``: the uptime at which /init's first line ran (init/init passes it)."""
     argv = sys.argv[1:] if argv is None else argv
     opts = parse_args(argv)
     if not opts["host"] and os.getpid() != 1:
         raise SystemExit("aether.init runs as PID 1; to try it on a host use --host")
     init = Init(host=opts["host"], status_path=opts["status"],
                 control_path=opts["control"] or (None if opts["host"] else "/run/aether/init.ctl"))
+    if started is not None:
+        init.mark("python", started)
     if opts["host"]:
         for spec in load_services(opts["services"]) if opts["services"] else ():
             init.sup.add(spec)
