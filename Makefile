@@ -84,6 +84,7 @@ bench: image
 	$(PY) scripts/bench-ctx
 	$(PY) scripts/bench-shell
 	$(PY) scripts/bench-llm
+	$(PY) scripts/bench-think
 
 clean:
 	rm -rf out
