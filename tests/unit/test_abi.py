@@ -133,6 +133,15 @@ def test_frame_reader_splits_and_limits():
     assert r.feed(b"yyy\n{}\n") == [b"{}"]        # the rest of the big frame is dropped
 
 
+def test_a_run_of_blank_lines_is_dropped_in_one_step():
+    r = protocol.FrameReader(limit=1 << 20)
+    assert r.feed(b"\n" * 65536 + b' {"a":1}\n\r\n  \n{"b"') == [b'{"a":1}']
+    assert r.feed(b":2}\n" + b"\n" * 1000) == [b'{"b":2}'] and len(r.buffer) == 0
+    big = protocol.FrameReader(limit=16)                 # a skip still ends at the next newline
+    assert isinstance(big.feed(b"x" * 40)[0], protocol.TooLarge)
+    assert big.feed(b"\n{}\n") == [b"{}"]
+
+
 def test_method_schemas_are_well_formed():
     from aether.abi.methods import table
     for method in table().values():
