@@ -22,7 +22,7 @@ import pytest
 
 from . import test_aetherd
 from .conftest import sleep_until
-from .test_aetherd import sh, state
+from .test_aetherd import sh
 from .test_confinement import done, needs_confinement, results
 from .test_isolation_files import codes, probe
 

@@ -10,13 +10,11 @@
 """
 
 import json
-import os
 import signal
-import time
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI, Reply
+from tests.fake_openai import FakeOpenAI
 
 from .conftest import sleep_until
 from .test_broker import Aetherd
