@@ -97,6 +97,10 @@ def test_names_limits_and_trees_hold_in_the_image(booter, tmp_path):
     c = harness.abi_client(vm)
     thief = {"name": "victim", "program": "aether.agents.drill:main", "args": ["exit", "0"],
              "restart": "never"}
+    # The victim is durable: it is back after the power cut, as it rested.  Removing it
+    # frees the agent, never the name: the name still belongs to its owner.
+    assert c.call("agent.inspect", name="victim")["state"] == "exited"
+    c.call("agent.remove", name="victim")
     with pytest.raises(AbiError, match="belongs to agent:p"):
         c.call("agent.spawn", manifest=thief)
     c.call("agent.spawn", manifest=thief, reclaim=True)
