@@ -99,14 +99,7 @@ class Layout:
         return found
 
     def mark_migrated(self):
-        path = os.path.join(self.system, "layout")
-        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, VERSION.encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(path + ".tmp", path)
+        replace_durably(os.path.join(self.system, "layout"), VERSION.encode() + b"\n")
 
     def _move_legacy(self, alert):
         uids = self._legacy_uids(alert)
@@ -195,3 +188,32 @@ def _valid_name(name, reserved_ok=False):
         return True
     except _manifest.ManifestError:
         return False
+
+
+def replace_durably(path, data, mode=0o600):
+    """Replace the file at ``path`` with ``data``, atomically and durably (OSError when it
+    cannot): a new temporary file (``O_EXCL | O_NOFOLLOW``: a link planted at its name is
+    never written through), fsync, rename over ``path``, fsync of the directory."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    sync_dir(os.path.dirname(path))
+
+
+def sync_dir(directory):
+    """fsync a directory, so a rename or unlink in it survives a power cut."""
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

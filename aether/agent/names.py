@@ -26,6 +26,8 @@ import json
 import os
 import time
 
+from .layout import replace_durably
+
 FIRST_UID = 10000
 LAST_UID = 59999
 IMAGE, SYSTEM, LEGACY = "image", "system", "legacy"
@@ -165,26 +167,7 @@ class Names:
 
     def save(self):
         """Replace the file atomically and durably."""
-        directory = os.path.dirname(self.path)
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        data = json.dumps(self.entries, sort_keys=True, indent=1).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except OSError:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
-        os.replace(tmp, self.path)
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        replace_durably(self.path, json.dumps(self.entries, sort_keys=True, indent=1).encode())
 
 
 def _trusted(st):

@@ -28,6 +28,7 @@ import stat
 import time
 
 from . import manifest as _manifest
+from .layout import replace_durably, sync_dir
 
 VERSION = 1
 RECORD_BYTES = 1 << 20              # a record is a manifest and a few names: far less than this
@@ -67,36 +68,14 @@ class Records:
 
     def save(self, record):
         """Replace the agent's record atomically and durably (OSError when it cannot)."""
-        target = self.path(record["name"])
-        tmp = f"{target}.{os.getpid()}.tmp"
-        data = json.dumps(record, sort_keys=True, indent=1).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except OSError:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
-        os.replace(tmp, target)
-        self._sync_dir()
+        replace_durably(self.path(record["name"]), json.dumps(record, sort_keys=True, indent=1).encode())
 
     def delete(self, name):
         try:
             os.unlink(self.path(name))
         except FileNotFoundError:
             return
-        self._sync_dir()
-
-    def _sync_dir(self):
-        dfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        sync_dir(self.directory)
 
     # -- reading --------------------------------------------------------------------
 
