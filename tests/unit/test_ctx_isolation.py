@@ -94,7 +94,7 @@ def test_migration_3_counts_what_was_written_before(tmp_path, clock):
     old.remember("agent:a", "an old memory")
     old.close()
     s = open_store(path, clock)
-    assert s.db.version == 3
+    assert s.db.version == MIGRATIONS[-1][0] >= 3      # migration 3 ran (and any later ones)
     assert s.disk_bytes("agent:a") == len('{"n":1}') + ROW_BYTES + 2 * len("an old memory") + ROW_BYTES
     s.close()
 
