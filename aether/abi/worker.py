@@ -97,7 +97,12 @@ def start(loop, reaper, fn, timeout, on_done=None, on_progress=None, progress=Fa
 
     ``on_done(value, error)`` runs first and may change the answer."""
     r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        raise
     if pid == 0:
         _child(fn, w, progress)
     os.close(w)

@@ -22,6 +22,7 @@ import time
 
 from . import queue as q
 from .circuit import Circuit
+from .spend import LedgerError
 from ..abi import worker
 from ..abi.protocol import AbiError, Busy, Unavailable
 from ..abi.server import Deferred
@@ -158,9 +159,17 @@ class Broker:
     def _start(self, call):
         call.started = self.clock()
         self.running[call.job.id] = call
-        call.worker = worker.start(self.loop, self.reaper, call.run, self.timeout,
-                                   on_done=lambda value, error: self._done(call, value, error),
-                                   progress=True)
+        try:
+            call.worker = worker.start(self.loop, self.reaper, call.run, self.timeout,
+                                       on_done=lambda value, error: self._done(call, value, error),
+                                       progress=True)
+        except OSError as e:          # no pipe or no fork: this call fails, the queue goes on
+            self.running.pop(call.job.id, None)
+            self._release(call)
+            call.deferred.fail(Unavailable(f"aetherd could not start a worker for the model call: "
+                                           f"{e.strerror or e}; try again"))
+            self.loop.call_later(0, self._dispatch)
+            return
         call.worker.deferred.bind(lambda value, error: call.deferred.fail(error) if error is not None
                                   else call.deferred.resolve(value))
 
@@ -242,7 +251,10 @@ class Broker:
 
     def _settle(self, call, tokens):
         if call.hold is not None and self.ledger.settle(call.hold, tokens):
-            account = self.ledger.view(call.principal) or {}
+            try:
+                account = self.ledger.view(call.principal) or {}
+            except LedgerError:
+                account = {}
             self.publish({"kind": "alert", "source": "llm", "agent": call.agent, "principal": call.principal,
                           "message": f"{call.principal} has spent its model tokens "
                                      f"({account.get('used_tokens')} of {account.get('spend_tokens')}); "

@@ -61,3 +61,37 @@ def test_the_servers_words_teach_the_window():
     assert glue._n_ctx_in("This model's maximum context length is 2048 tokens. However, you requested") == 2048
     assert glue._n_ctx_in("Requested tokens (3000) exceed context window of 512") == 512
     assert glue._n_ctx_in("model not found") is None
+
+
+class FakeLoop:
+    def __init__(self):
+        self.later = []
+
+    def call_later(self, _delay, fn):
+        self.later.append(fn)
+
+    def run(self):
+        while self.later:
+            self.later.pop(0)()
+
+
+def test_a_worker_that_cannot_fork_fails_its_call_and_frees_the_queue(monkeypatch):
+    """EAGAIN or EMFILE at fork must not leave the call 'running' forever: with concurrency 1
+    that would stall every model call on the machine, and hold the caller's tokens."""
+    import errno
+
+    from aether.broker import broker as b
+    ledger = Ledger()
+    loop = FakeLoop()
+    broker = b.Broker(loop, None, ledger, None, lambda event: None, concurrency=1)
+
+    def no_fork(*args, **kwargs):
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+    monkeypatch.setattr(b.worker, "start", no_fork)
+    calls = [b.Call("agent:a", "agent", 50, None, None, 10, 10, False, None) for _ in range(3)]
+    answers = []
+    for call in calls:
+        broker.submit(call).bind(lambda value, error: answers.append(error))
+    loop.run()
+    assert len(answers) == 3 and all("could not start a worker" in str(e) for e in answers)
+    assert not broker.running and not broker.waiting and not len(broker.queue)
