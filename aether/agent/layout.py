@@ -20,6 +20,7 @@ nobody else; anything else is left unread, and an alert says so.
 
 import os
 import stat
+import time
 
 from . import manifest as _manifest
 
@@ -193,8 +194,10 @@ def _valid_name(name, reserved_ok=False):
 def replace_durably(path, data, mode=0o600):
     """Replace the file at ``path`` with ``data``, atomically and durably (OSError when it
     cannot): a new temporary file (``O_EXCL | O_NOFOLLOW``: a link planted at its name is
-    never written through), fsync, rename over ``path``, fsync of the directory."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    never written through), fsync, rename over ``path``, fsync of the directory.  The
+    temporary name is new each time: after a power cut the same pid comes back, and a
+    leftover file must not block every later write."""
+    tmp = f"{path}.{os.getpid()}.{time.time_ns()}.{time.monotonic_ns()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)

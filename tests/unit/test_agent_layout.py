@@ -160,3 +160,16 @@ def test_a_legacy_name_is_taken_only_by_a_boot_manifest_or_a_reclaim(tmp_path):
     sup.declare(sup_manifest("web"), None, None, owner="image")
     sup.declare(sup_manifest("old"), None, "shell", owner="shell", reclaim=True)
     assert (sup.names.owner("web"), sup.names.owner("old")) == ("image", "shell")
+
+
+def test_a_temporary_file_left_by_a_power_cut_does_not_block_the_next_write(tmp_path):
+    """After a power cut aetherd comes back with the same pid: a temporary file named by the
+    pid alone would be there already, and O_EXCL would refuse every later write."""
+    import os
+
+    from aether.agent import layout
+    target = tmp_path / "names.json"
+    layout.replace_durably(str(target), b"one")
+    (tmp_path / f"names.json.{os.getpid()}.tmp").write_bytes(b"left over")
+    layout.replace_durably(str(target), b"two")
+    assert target.read_bytes() == b"two"
