@@ -85,10 +85,16 @@ class Names:
                                       "since": entry.get("since"), "tree": entry.get("tree")}
 
     def _distrust(self, why):
-        """An unreadable registry: names are kept as legacy (fail closed), and we say so."""
+        """An unreadable registry fails closed: every name with a home is legacy (its uid is
+        its home's owner), no new name is declared except by a boot manifest or a reclaim,
+        and the file is kept aside for inspection before a new one replaces it."""
         self.problem = f"the agent name registry {self.path} is not usable ({why})"
         self.log.error(self.problem + ": every name with a home is treated as legacy "
                                       "(only boot manifests or a reclaim may take it)")
+        try:
+            os.replace(self.path, self.path + ".distrusted")
+        except OSError:
+            pass
 
     # -- queries ------------------------------------------------------------------------
 
@@ -120,6 +126,10 @@ class Names:
         not take the name, (budget) past that bound, and (unavailable) when the new owner
         cannot be made durable: nothing changes then."""
         entry = self.entries.get(name)
+        if self.problem and claimant not in BOOT and not reclaim:
+            raise NameRefused("unavailable", f"{self.problem}: until it is repaired (or removed, to "
+                                             "start a new one) only boot manifests or a reclaim by the "
+                                             f"shell may declare a name; {name!r} was not declared")
         previous = self.check(name, claimant, reclaim)
         if entry is not None and previous == claimant:
             return previous

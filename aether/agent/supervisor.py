@@ -175,8 +175,8 @@ class Supervisor:
             self._notice(names.problem)
         try:
             for entry in sorted(os.listdir(self.layout.homes)):
-                if entry not in names.entries:
-                    legacy.setdefault(entry, None)          # a home without an owner: legacy
+                if entry not in names.entries:          # a home without an owner: legacy,
+                    legacy.setdefault(entry, _home_uid(self.layout.homes, entry))   # its uid kept
             names.adopt({n: u for n, u in legacy.items() if self._nameable(n)})
             if self.broken is None:
                 self.layout.mark_migrated()
@@ -624,3 +624,11 @@ def make_cgroups(root, log):
         return None
     return cg
 
+
+def _home_uid(homes, name):
+    """The uid that owns an agent's home (None when it cannot be read): a name adopted
+    without its registry entry keeps the uid its files already belong to."""
+    try:
+        return os.lstat(os.path.join(homes, name)).st_uid
+    except OSError:
+        return None

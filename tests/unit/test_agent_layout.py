@@ -105,8 +105,17 @@ def test_the_name_registry_is_written_atomically_and_a_bad_one_fails_closed(tmp_
     assert not [f for f in os.listdir(data / "system") if f.endswith(".tmp")]
     os.makedirs(data / "home" / "web", exist_ok=True)
     (data / "system" / "names.json").write_text("{not json")
+    os.chown(data / "home" / "web", AGENT_UID, AGENT_UID)
     again = supervisor(data)
     assert again.names.problem and again.names.owner("web") == "legacy"
+    assert again.names.uid("web") == AGENT_UID                     # the uid its files belong to
+    assert (data / "system" / "names.json.distrusted").read_text() == "{not json"
+    # A removed agent's name has no home left: with no registry to say whose it was, nobody
+    # but a boot manifest (or a reclaim) may declare a name now, or it could inherit a scope.
+    from aether.agent.names import NameRefused
+    with pytest.raises(NameRefused, match="not usable"):
+        again.names.claim("gone", "agent:thief")
+    assert again.names.claim("sysmon", "image") is None
 
 
 def sup_manifest(name):
