@@ -335,12 +335,46 @@ CREATE TABLE thread_summaries(
 CREATE INDEX thread_summaries_thread ON thread_summaries(thread_id, id);
 """
 
+# Tool calls (issue 11; aether/ctx/toolcalls.py): the ledger that makes ``tool.call`` with a
+# ``call_id`` run at most once per (owner, call_id).  A row is written 'started' before the tool
+# runs and 'done' or 'failed' with its result in the same transaction as its one journal entry.
+# A 'started' row left by an aetherd that is gone is a call *in doubt*.  Rows count toward the
+# owner's disk use (triggers), and only the newest toolcalls.KEEP per owner are kept.
+TOOL_CALLS = f"""
+CREATE TABLE tool_calls(
+    id          INTEGER PRIMARY KEY,
+    owner       TEXT NOT NULL,                -- the caller's principal
+    call_id     TEXT NOT NULL,                -- the caller's name for this call
+    tool        TEXT NOT NULL,
+    args_digest TEXT NOT NULL,                -- sha256 of the canonical arguments
+    status      TEXT NOT NULL CHECK (status IN ('started', 'done', 'failed')),
+    instance    TEXT NOT NULL,                -- the aetherd that started it
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    outcome     TEXT,                         -- canonical JSON: {{"result": ...}} or {{"error": ...}}
+    journal_seq INTEGER,
+    bytes       INTEGER NOT NULL DEFAULT {ROW_BYTES},
+    UNIQUE (owner, call_id)
+);
+CREATE TRIGGER tool_call_insert AFTER INSERT ON tool_calls BEGIN
+    INSERT INTO disk_usage(principal, bytes) VALUES (new.owner, new.bytes)
+    ON CONFLICT(principal) DO UPDATE SET bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER tool_call_update AFTER UPDATE OF bytes ON tool_calls BEGIN
+    UPDATE disk_usage SET bytes = bytes + new.bytes - old.bytes WHERE principal = new.owner;
+END;
+CREATE TRIGGER tool_call_delete AFTER DELETE ON tool_calls BEGIN
+    UPDATE disk_usage SET bytes = max(0, bytes - old.bytes) WHERE principal = old.owner;
+END;
+"""
+
 # (version, name, steps): append only; never edit a migration that has shipped.
 MIGRATIONS = [
     (1, "base: journal, scopes, grants, memories, full-text indexes, compactions, goals", [BASE]),
     (2, "spend: model-token accounts, reserved before a call and settled after", [SPEND]),
     (3, "disk: bytes each principal's journal entries and memories hold", [DISK]),
     (4, "threads: each agent's hash-chained turns, by reference, with summaries of older turns", [THREADS]),
+    (5, "tool calls: a ledger that runs each (owner, call_id) at most once", [TOOL_CALLS]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

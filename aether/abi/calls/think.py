@@ -18,6 +18,10 @@ results of the tool calls the last answer asked for; optionally ``goal_id`` and
    window check, the spend reserved first, priority, cancellation); with no model
    configured, or the spend exhausted, the call fails (``unavailable``,
    ``budget_exhausted``) and says the input was kept as turn N;
+   With ``again: true`` and nothing new, it asks once more for the thread's last
+   input that has no answer (one cut by a crash, or answered only by a failure):
+   that turn's window is assembled again and no new input turn is written, so a
+   restarted agent continues its thread where it was cut;
 5. records the answer turn (content, tool calls, tokens; or the failure) and
    answers with the completion plus ``thread`` (ids, turn numbers) and ``window``
    (tokens, faults, what was left out, counted).
@@ -37,7 +41,7 @@ from collections import deque
 
 from ... import llm
 from ...ctx import assembly, threads as th
-from ...ctx.errors import ContextError
+from ...ctx.errors import ContextError, InvalidArgument
 from .. import resummarise
 from ..methods import ANY, PUBLIC, Method, obj
 from ..protocol import BudgetExhausted, InvalidParams, Unavailable
@@ -116,8 +120,12 @@ def meter(d):
 
 def think(d, caller, params, conn):
     store, c = _store(d), glue.client(d)
+    again = bool(params.get("again"))
     try:
-        text, results = th.check_input(params.get("input"), params.get("tool_results"))
+        if again and (params.get("input") is not None or params.get("tool_results") is not None):
+            raise InvalidParams("again asks once more for the thread's last input: give no input or tool_results")
+        if not again:
+            text, results = th.check_input(params.get("input"), params.get("tool_results"))
         specs, _ = llm.tool_specs(params.get("tools"))
     except llm.InvalidRequest as e:
         raise InvalidParams(str(e)) from None
@@ -127,17 +135,43 @@ def think(d, caller, params, conn):
         with store.transaction():
             thread, goal = _thread(store, caller, params)
         budget, max_tokens, numbers = _budget(d, caller, c, params, specs)
-        body = {"text": text, "tool_results": results, "goal_id": thread.goal_id}
-        window = assembly.assemble(store, caller.principal, thread, body, _system(d, caller, thread, goal),
-                                   budget, max_tokens)
-        turn = _record_input(d, store, caller, thread, body, window)
+        system = _system(d, caller, thread, goal)
+        if again:
+            n, body = _unanswered(store, thread)
+            window = assembly.assemble(store, caller.principal, _before(thread, n), body, system, budget, max_tokens)
+            turn = {"n": n}
+            _account(d, store, caller, thread, window)
+        else:
+            body = {"text": text, "tool_results": results, "goal_id": thread.goal_id}
+            window = assembly.assemble(store, caller.principal, thread, body, system, budget, max_tokens)
+            turn = _record_input(d, store, caller, thread, body, window)
     except ContextError as e:
         raise as_abi_error(e) from None
-    where = {"thread_id": thread.id, "thread": thread.name, "input_turn": turn["n"]}
+    where = {"thread_id": thread.id, "thread": thread.name, "input_turn": turn["n"], **({"again": True} if again else {})}
     if not c.configured:
         e = glue.not_configured(c)
         raise Unavailable(f"{e}; the input was recorded as turn {turn['n']} of thread {thread.id}", where)
     return _send(d, caller, conn, c, params, specs, window, max_tokens, numbers, thread, where)
+
+
+def _unanswered(store, thread):
+    """(n, body) of the thread's last input when nothing answered it since (or only failures did)."""
+    threads, n = th.of(store), thread.turns
+    while n >= 1:
+        role, body, _ = threads.bodies(thread.id, [n])[n]
+        if role == "input":
+            return n, {k: body.get(k) for k in ("text", "tool_results", "goal_id")}
+        if not body.get("error"):
+            break
+        n -= 1
+    raise InvalidArgument(f"thread {thread.id} has no unanswered input to ask again for (its last turn, "
+                          f"{thread.turns}, {'is an answer' if thread.turns else 'does not exist'}); "
+                          "send the new input instead")
+
+
+def _before(thread, n):
+    """The thread as it stood before turn n (for assembling turn n's window again)."""
+    return th.Thread(tuple(thread[:6]) + (n - 1,) + tuple(thread[7:]))
 
 
 def _thread(store, caller, params):
@@ -386,7 +420,7 @@ METHODS = [
                max_tokens={"type": "integer", "minimum": 1, "maximum": 1_000_000},
                temperature={"type": "number", "minimum": 0, "maximum": 2},
                tool_choice={"type": ["string", "object"]}, stream={"type": "boolean"},
-               deadline_s={"type": "number", "minimum": 0.1, "maximum": 86400}), ANY,
+               deadline_s={"type": "number", "minimum": 0.1, "maximum": 86400}, again={"type": "boolean"}), ANY,
            "a model call that thinks with the store: send only what is new; aetherd assembles the window "
            "from the thread, the goal and the memories, records the turn, and sends it through the broker"),
     Method("ctx.thread", thread,
