@@ -136,3 +136,33 @@ def test_thrashing_is_alerted_once_when_it_starts():
     m.note(ME, "a", {**window, "faults": 0}, 5000)
     assert not m.view(ME)["thrashing"] and len(events) == 2
     assert m.view(ME)["pressure"] == 1.0 and m.view(ME)["swapped_tokens"] == 5000
+
+
+def test_again_asks_for_the_last_unanswered_input_without_writing_a_new_turn(store):
+    d = D(store)
+    caller = Caller("shell", uid=0, privileged=True)
+    with pytest.raises(Unavailable):
+        think.think(d, caller, {"input": "what is the parcel code?"}, None)
+    with pytest.raises(Unavailable, match="recorded as turn 1") as e:
+        think.think(d, caller, {"again": True}, None)
+    assert e.value.data["again"] is True and th.of(store).open("shell").turns == 1
+    with pytest.raises(InvalidParams, match="give no input"):
+        think.think(d, caller, {"again": True, "input": "x"}, None)
+    t = th.of(store).open("shell")
+    body = {"content": "K7", "tool_calls": []}
+    with store.transaction():
+        th.of(store).record(t.id, "answer", body, th.searchable("answer", body), 3, "shell")
+    with pytest.raises(InvalidParams, match="no unanswered input"):
+        think.think(d, caller, {"again": True}, None)
+
+
+def test_again_goes_past_answers_that_are_only_failures(store):
+    d = D(store)
+    caller = Caller("shell", uid=0, privileged=True)
+    with pytest.raises(Unavailable):
+        think.think(d, caller, {"input": "first"}, None)
+    t = th.of(store).open("shell")
+    failed = {"error": {"code": "unavailable", "message": "the endpoint is down"}}
+    with store.transaction():
+        th.of(store).record(t.id, "answer", failed, th.searchable("answer", failed), 0, "shell")
+    assert think._unanswered(store, th.of(store).open("shell"))[0] == 1
