@@ -1,35 +1,54 @@
-"""goal: an agent that works toward the goal in its manifest, with the model.
+"""goal: an agent that works toward the goal in its manifest, thinking with the store.
 
-It records its goal in its own context scope, then, when a model is
-configured, asks it (``llm.complete``: the broker's queue at this agent's
-priority, charged to its spend) what to do, runs the tool calls it proposes through ``tool.call``
-(confined to the agent's own directory like every agent's), feeds the results
-back, and records the outcome when the model says it is done.  Risky tool
-calls are not run: an agent has nobody to say yes, so the model is told so.
+It keeps no prompt and no state of its own: everything lives in the context
+store, so a goal agent that is killed, or whose machine loses power, carries on
+from its last committed turn when it starts again.
+
+* **The goal** is a goal record in its scope (``ctx.create_goal``), found again
+  by its thread on a restart.
+* **The thread** ``goal-<digest of the goal text>`` holds every turn
+  (``llm.think``): aetherd assembles each window from the goal, the rules
+  (RULES), the memories and the turns, and records what went in and what came
+  back.
+* **Each step** is decided from the thread's last turn alone (``next_step``):
+
+  - nothing yet: think about the goal;
+  - an input with no answer (cut by a crash, or answered only by a failure):
+    think again (``again: true``), no new input written;
+  - an answer with tool calls: run each once, then think with the results;
+  - an answer with no tool call: that is the report; the goal is ``done``.
+
+* **Tool calls run at most once:** each is ``tool.call`` with the call id
+  ``<thread>:<turn>:<index>`` (aether/ctx/toolcalls.py), so one whose result was
+  committed before a crash is answered from the ledger (``replayed``), not run
+  again.  A risky call left in doubt by a crash is not retried: the model is
+  told so.  Each call is also a step of the goal, added once (its description
+  carries the call id).
+* **Risky calls** need a person's yes.  Until one can be asked for, they are
+  not run and the model is told why.
+
 With no model configured it records the goal as waiting and exits ``done``
-(status 125): nothing is guessed.
-
-The conversation is kept within the call's window: tool results are clipped
-(RESULT_CHARS), each answer asks for at most MAX_TOKENS, and when the broker says a
-turn does not fit (``invalid_params`` with the messages to drop) the oldest tool
-exchanges go and the turn is asked again, once; a spent budget, a failing endpoint
-or a window that cannot be met ends the goal ``failed`` with the reason.
+(status 125): nothing is guessed.  A spent budget, a failing endpoint or a
+window that cannot be met ends the goal ``failed`` with the reason; a full
+queue (``busy``) is waited out a few times first.
 """
 
+import hashlib
 import json
 import os
+import time
 
 from ..abi.protocol import AbiError
 from ..client import Client
 
-TURNS = 8
 DONE = 125
+TURNS = 12                   # answers with tool calls, at most, before the goal is given up
 MAX_TOKENS = 256
 RESULT_CHARS = 1500
-SYSTEM = ("You are an agent on AetherOS with this goal: {goal}\n"
-          "Use the tools to make progress; you work inside your own directory {home}. "
-          "Risky calls are refused (nobody is there to approve them). When the goal is met or "
-          "cannot be met, answer with a short report and no tool call.")
+BUSY_RETRIES = 5
+RULES = ("You are an agent on AetherOS with the goal given below. Use the tools to make progress; you "
+         "work inside your own directory {home}. Risky calls need a person's yes, which an agent cannot "
+         "give itself. When the goal is met or cannot be met, answer with a short report and no tool call.")
 
 
 def main(args):
@@ -39,86 +58,144 @@ def main(args):
         goal = me.get("goal") or " ".join(args)
         if not goal:
             raise SystemExit("goal: no goal in the manifest (goal = \"...\") or the arguments")
-        gid = c.call("ctx.create_goal", intent=goal, plan="work toward it with the model")["id"]
+        thread = thread_name(goal)
+        gid, status = find_goal(c, thread)
+        if status in ("done", "failed", "abandoned"):
+            print(f"goal {gid} is already {status}; nothing more to do", flush=True)
+            return DONE if status == "done" else 1
+        if gid is None:
+            gid = c.call("ctx.create_goal", intent=goal, plan="work toward it with the model, thread " + thread)["id"]
+        else:
+            print(f"resuming goal {gid} from thread {thread}", flush=True)
         if not (c.call("sys.info").get("llm") or {}).get("configured"):
             c.call("ctx.update_goal", goal_id=gid, status="open",
                    outcome="waiting: no model is configured (aether.llm.endpoint, aether.llm.model)")
             print(f"goal recorded ({goal!r}); no model is configured, so nothing more to do", flush=True)
             return DONE
-        outcome, status = work(c, goal, gid)
+        c.call("ctx.update_goal", goal_id=gid, status="active")
+        outcome, status = work(c, gid, thread)
         c.call("ctx.update_goal", goal_id=gid, status=status, outcome=outcome[:2000])
         print(f"{status}: {outcome}", flush=True)
         return DONE if status == "done" else 1
 
 
-def work(c, goal, gid):
+def thread_name(goal):
+    return "goal-" + hashlib.sha256(goal.encode()).hexdigest()[:16]
+
+
+def find_goal(c, thread):
+    """(goal id, its status) of the goal this thread works on, or (None, None) for a new one."""
+    try:
+        view = c.call("ctx.thread", thread=thread, limit=1)["thread"]
+    except AbiError as e:
+        if e.code == "not_found":
+            return None, None
+        raise
+    if view.get("goal_id") is None:
+        return None, None
+    return view["goal_id"], c.call("ctx.goal", goal_id=view["goal_id"]).get("status")
+
+
+def work(c, gid, thread):
+    """Step until the model reports (done) or the goal cannot go on (failed); (outcome, status)."""
     tools = [t for t in c.call("tool.list") if not t.get("risky")]
-    messages = [{"role": "system", "content": SYSTEM.format(goal=goal, home=os.environ.get("HOME", "."))},
-                {"role": "user", "content": goal}]
-    for turn in range(1, TURNS + 1):
+    offered = {t["name"] for t in tools}
+    busy = 0
+    while True:
+        last, answers = last_turn(c, thread)
+        step = next_step(last)
+        if step == "report":
+            return (last["body"].get("content") or "the model stopped without a report").strip(), "done"
+        if answers > TURNS:
+            return f"no report after {TURNS} turns", "failed"
         try:
-            done = ask(c, messages, tools)
+            if step == "start":
+                think(c, tools, thread=thread, goal_id=gid, rules=RULES.format(home=os.environ.get("HOME", ".")),
+                      input="Work toward the goal.")
+            elif step == "again":
+                think(c, tools, thread=thread, again=True)
+            else:
+                results = [run_once(c, gid, last, i, call, offered)
+                           for i, call in enumerate(last["body"].get("tool_calls") or [])]
+                think(c, tools, thread=thread, tool_results=results)
+            busy = 0
         except AbiError as e:
+            if e.code == "busy" and busy < BUSY_RETRIES:
+                busy += 1
+                time.sleep(min(8.0, 0.5 * 2 ** busy))
+                continue
             why = {"budget_exhausted": "its model-token spend is used up",
-                   "busy": "the model's queue is full"}.get(e.code, e.code)
-            return f"the model failed on turn {turn} ({why}): {e}", "failed"
-        calls = done.get("tool_calls") or []
-        if not calls:
-            return (done.get("content") or "the model stopped without a report").strip(), "done"
-        messages.append(_assistant(done))
-        for call in calls:
-            c.call("ctx.add_step", goal_id=gid, description=f"{call['name']} {json.dumps(call.get('arguments'))}"[:500])
-            messages.append({"role": "tool", "tool_call_id": call["id"],
-                             "content": run(c, call, {t["name"] for t in tools})})
-    return f"no report after {TURNS} turns", "failed"
+                   "busy": "the model's queue stayed full"}.get(e.code, e.code)
+            return f"the model failed ({why}): {e}", "failed"
 
 
-def run(c, call, offered):
-    if call.get("error"):
-        return f"not run: {call['error']}"
-    if call["name"] not in offered:
-        return f"not run: {call['name']} is not one of the tools offered (risky ones are not, for an agent)"
+def last_turn(c, thread):
+    """(the thread's last turn or None, the number of answers that asked for tool calls)."""
+    view = c.call("ctx.thread", thread=thread, limit=1)["thread"]
+    if not view["turns"]:
+        return None, 0
+    page = c.call("ctx.thread", thread_id=view["thread_id"], after_n=view["turns"] - 1, limit=1)
+    last = page["turns"][-1]
+    last["thread_id"] = view["thread_id"]
+    return last, view["turns"] // 2
+
+
+def next_step(last):
+    """What to do after the thread's last turn: start, again, tools or report (see the module doc)."""
+    if last is None:
+        return "start"
+    body = last["body"]
+    if last["role"] == "input" or body.get("error"):
+        return "again"
+    return "tools" if body.get("tool_calls") else "report"
+
+
+def think(c, tools, **params):
+    return c.call("llm.think", tools=tools, max_tokens=MAX_TOKENS, **params)
+
+
+def run_once(c, gid, answer, i, call, offered):
+    """The result of tool call i of an answer turn, run at most once whatever happened before."""
+    call_id = f"{answer['thread_id']}:{answer['n']}:{i}"
+    result = {"id": call["id"], "name": call.get("name") or "?"}
     try:
-        if _risky(call):
-            return "not run: this call is risky and an agent cannot approve it"
-        return _clip(json.dumps(c.call("tool.call", name=call["name"], args=call["arguments"])))
-    except AbiError as e:
-        return f"error: {e}"
-
-
-def ask(c, messages, tools):
-    """One turn; when it does not fit the window, drop what the broker names and ask once more."""
+        args = json.loads(call.get("arguments_json") or "{}")
+    except ValueError:
+        return {**result, "content": "not run: its arguments are not valid JSON"}
+    if call.get("name") not in offered:
+        return {**result, "content": f"not run: {call.get('name')} is not one of the tools offered "
+                                     "(risky ones need a person's yes, which an agent cannot give itself)"}
+    if not isinstance(args, dict):
+        return {**result, "content": "not run: its arguments are not a JSON object"}
+    step = _step(c, gid, call_id, call["name"], args)
     try:
-        return c.call("llm.complete", messages=messages, tools=tools, max_tokens=MAX_TOKENS)
+        done = c.call("tool.call", name=call["name"], args=args, call_id=call_id)
+        text, status = _clip(json.dumps(done["result"], ensure_ascii=False, default=str)), "done"
     except AbiError as e:
-        drop = (e.data or {}).get("drop") if e.code == "invalid_params" else None
-        if not drop:
-            raise
-    keep = set(range(len(messages))) - set(drop)
-    messages[:] = _whole_exchanges([m for i, m in enumerate(messages) if i in keep])
-    return c.call("llm.complete", messages=messages, tools=tools, max_tokens=MAX_TOKENS)
+        if (e.data or {}).get("in_doubt"):
+            text = ("not run again: it was started before a crash and its result was never recorded, so it "
+                    "may or may not have taken effect; check before asking for it again")
+        else:
+            text = f"error: {e}"
+        status = "failed"
+    if step is not None:
+        try:
+            c.call("ctx.update_step", goal_id=gid, step=step, status=status, outcome=text[:500])
+        except AbiError:
+            pass                    # the step's status is a record; the result still goes to the model
+    return {**result, "content": text}
 
 
-def _whole_exchanges(messages):
-    """No tool result without the assistant message that asked for it."""
-    asked = {tc["id"] for m in messages if m.get("role") == "assistant" for tc in m.get("tool_calls") or ()}
-    return [m for m in messages if m.get("role") != "tool" or m.get("tool_call_id") in asked]
+def _step(c, gid, call_id, name, args):
+    """The goal's step for this call (added once: its description carries the call id)."""
+    mark = f"[{call_id}]"
+    for s in c.call("ctx.goal", goal_id=gid).get("steps") or []:
+        if s["description"].startswith(mark):
+            return s["n"]
+    added = c.call("ctx.add_step", goal_id=gid,
+                   description=f"{mark} {name} {json.dumps(args, ensure_ascii=False)}"[:500])
+    return added.get("n") or added.get("step")
 
 
 def _clip(text):
     return text if len(text) <= RESULT_CHARS else text[:RESULT_CHARS - 20] + "... (cut)"
-
-
-def _risky(call):
-    from ..tools import is_risky
-    try:
-        return is_risky(call["name"], call["arguments"])
-    except Exception:  # noqa: BLE001 - an unknown tool or bad arguments: tool.call will say why
-        return False
-
-
-def _assistant(done):
-    return {"role": "assistant", "content": done.get("content"),
-            "tool_calls": [{"id": c["id"], "type": "function",
-                            "function": {"name": c["wire_name"], "arguments": c["arguments_json"]}}
-                           for c in done["tool_calls"]]}
