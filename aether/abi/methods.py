@@ -65,9 +65,9 @@ NAME = {"type": "string", "minLength": 1, "maxLength": 32, "description": "an ag
 
 def table():
     """Every method, by name."""
-    from .calls import agent, ctx, llm, sys, think, tool
+    from .calls import agent, ask, ctx, llm, sys, think, tool
     methods = {}
-    for module in (sys, agent, tool, llm, ctx, think):
+    for module in (sys, agent, ask, tool, llm, ctx, think):
         for m in module.METHODS:
             methods[m.name] = m
     return methods
