@@ -14,6 +14,7 @@ import os
 import traceback  # likewise: reporting an agent's crash must not need an import at that moment
 
 from .. import spawn as _spawn
+from .manifest import BUILTIN, current_program
 
 STARTED_MARK = b"\0"
 
@@ -38,7 +39,6 @@ class LaunchError(Exception):
     """The agent cannot be started at all (before its child exists); the message says why."""
 
 
-BUILTIN = "aether.agents."
 TMP = ".tmp"                # an agent's TMPDIR, in its home: it has no /tmp
 _policies = {}
 
@@ -55,7 +55,7 @@ def policy(strict):
 def launch(spec):
     """Fork the agent; return (pid, handshake read fd).
 
-    The image's own built-in agents (aether.agents.*) are imported here, in
+    The image's own built-in agents (aether.builtin.*) are imported here, in
     aetherd, once: every later fork has them loaded.  Any other agent's module
     is imported only in the child, after it has become the agent's uid.
     """
@@ -66,6 +66,7 @@ def launch(spec):
             confinement.paths(spec.home)          # worked out here once, not in every child
     except OSError as e:
         raise LaunchError(str(e)) from None
+    spec.program = current_program(spec.program)
     module = spec.program.partition(":")[0]
     if module.startswith(BUILTIN) and not spec.program.startswith("/"):
         try:

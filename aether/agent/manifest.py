@@ -2,7 +2,7 @@
 
     name = "sysmon"
     goal = "sample CPU, memory, pressure and disk; alert on thresholds"
-    program = "aether.agents.sysmon:main"    # module:function (forked, pre-imported)
+    program = "aether.builtin.sysmon:main"   # module:function (forked, pre-imported)
                                              # or an absolute path to an executable
     args = ["--interval", "5"]
     restart = "always"                        # always | on-failure | never (125: done)
@@ -26,6 +26,8 @@ import tomllib
 
 from ..states import POLICIES
 
+BUILTIN = "aether.builtin."          # the image's own agents (aether/builtin/)
+LEGACY_BUILTIN = "aether.agents."    # their old package: still in manifests on data disks
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -84,7 +86,17 @@ def strings(origin, field, value):
     return list(value)
 
 
+def current_program(value):
+    """The program as this image names it: the built-in agents' old package
+    (``aether.agents.goal:main``, persisted in records and manifests written before the
+    rename) is read as ``aether.builtin.goal:main``; anything else is returned as is."""
+    if isinstance(value, str) and value.startswith(LEGACY_BUILTIN):
+        return BUILTIN + value[len(LEGACY_BUILTIN):]
+    return value
+
+
 def program(origin, field, value):
+    value = current_program(value)
     if isinstance(value, str):
         module, sep, func = value.partition(":")
         if sep and module and func.isidentifier() and all(p.isidentifier() for p in module.split(".")):

@@ -337,7 +337,7 @@ def spawn(u, env):
                      answer="What should the new agent do? Say it as a goal, e.g. "
                             "'spawn an agent to check /var/log every hour'.")
     name = u.named if u.named and u.named not in env.get("agents", ()) else _name_from(goal, env)
-    manifest = {"name": name, "goal": goal[:500], "program": "aether.agents.goal:main",
+    manifest = {"name": name, "goal": goal[:500], "program": "aether.builtin.goal:main",
                 "restart": "on-failure"}
     return Match(3.0, [Step("agent.spawn", {"manifest": manifest}, f"declare and start {name}: {goal[:60]}",
                             undo=_undo_spawn(name))])
@@ -441,7 +441,7 @@ def watch(u, env):
     short = reading.split(".")[0] if not reading.startswith("disk.") else "disk"
     name = _name_from(f"{short} {'above' if '>' in op else 'below'} {value:g}", env, "watch-")
     args = [condition] + (["--once"] if u.has("once", "first", "one time") and not u.has("whenever") else [])
-    manifest = {"name": name, "goal": f"alert when {condition}", "program": "aether.agents.watch:main",
+    manifest = {"name": name, "goal": f"alert when {condition}", "program": "aether.builtin.watch:main",
                 "args": args, "restart": "on-failure"}
     return Match(3.0, [Step("agent.spawn", {"manifest": manifest}, f"start {name}: alert when {condition}",
                             undo=_undo_spawn(name))])
@@ -462,7 +462,7 @@ def record(u, env):
         reading = "memory.used_mib"
     name = _name_from(f"record {reading.split('.')[0]}", env)
     manifest = {"name": name, "goal": f"record {reading} every {seconds:g}s",
-                "program": "aether.agents.record:main",
+                "program": "aether.builtin.record:main",
                 "args": [reading, "--every", f"{seconds:g}"], "restart": "on-failure"}
     return Match(3.0, [Step("agent.spawn", {"manifest": manifest},
                             f"start {name}: record {reading} every {_dur(seconds)}", undo=_undo_spawn(name))])

@@ -2,7 +2,7 @@
 
 ``kernel_probe`` tries, from inside the agent's confinement, what Landlock and the
 network namespace should stop and prints one JSON line per attempt (as
-aether/agents/intruder.py does): signals and ptrace on aetherd, aetherd's /proc files,
+aether/builtin/intruder.py does): signals and ptrace on aetherd, aetherd's /proc files,
 its own cgroup's limits, /sys, /dev/shm, /run, and an abstract unix socket.
 """
 

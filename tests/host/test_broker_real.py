@@ -69,7 +69,7 @@ def test_eight_agents_at_once_through_the_broker(model_server, host_aetherd):  #
 def test_the_goal_agent_reaches_its_goal_or_fails_clearly(model_server, host_aetherd):  # noqa: F811
     d = host_aetherd()
     c = d.client
-    c.call("agent.spawn", manifest={"name": "goal", "program": "aether.agents.goal:main", "restart": "never",
+    c.call("agent.spawn", manifest={"name": "goal", "program": "aether.builtin.goal:main", "restart": "never",
                                     "goal": "Write the word hello into a file named hello.txt.",
                                     "context": {"spend_tokens": 60000}})
     sleep_until(lambda: c.call("agent.inspect", name="goal")["state"] in ("exited", "failed"), 300, 0.5)

@@ -48,14 +48,14 @@ def results(c, name):
 
 def test_a_bad_module_fails_that_agent_and_admission_goes_on(aetherd):
     c = aetherd()
-    info = c.call("agent.spawn", manifest={"name": "nomod", "program": "aether.agents.nosuchmodule:main"})
+    info = c.call("agent.spawn", manifest={"name": "nomod", "program": "aether.builtin.nosuchmodule:main"})
     s = sleep_until(lambda: (s := state(c, "nomod"))["state"] == "failed" and s, 10) if \
         info["state"] != "failed" else info
     assert "ModuleNotFoundError" in s["reason"] and "nosuchmodule" in s["reason"]
     # the old code raised out of admission here: every later spawn answered `internal`
     c.call("agent.spawn", manifest=sh("after", "sleep 30"))
     sleep_until(lambda: state(c, "after")["state"] == "running", 10)
-    c.call("agent.spawn", manifest={"name": "nofunc", "program": "aether.agents.drill:nosuch"})
+    c.call("agent.spawn", manifest={"name": "nofunc", "program": "aether.builtin.drill:nosuch"})
     s = sleep_until(lambda: (s := state(c, "nofunc"))["state"] == "failed" and s, 10)
     assert "nosuch" in s["reason"]
     c.call("agent.start", name="nomod")          # trying again fails again, alone
@@ -79,7 +79,7 @@ def test_the_intruder_is_stopped_by_the_kernel(aetherd, tmp_path):
     store = aetherd.data / "context.db"
     config = aetherd.data / "config"
     config.write_text("llm.api_key = sk-secret\n")
-    c.call("agent.spawn", manifest={"name": "intruder", "program": "aether.agents.intruder:main",
+    c.call("agent.spawn", manifest={"name": "intruder", "program": "aether.builtin.intruder:main",
                                     "args": ["--store", str(store), "--config", str(config),
                                              "--tcp", f"127.0.0.1:{port}", "--tcp", "10.0.2.2:80",
                                              "--udp", "10.0.2.2:53"]})
@@ -115,7 +115,7 @@ def test_an_agent_granted_net_reaches_the_host_network(aetherd):
     server.bind(("127.0.0.1", 0))
     server.listen(8)
     port = server.getsockname()[1]
-    c.call("agent.spawn", manifest={"name": "netter", "program": "aether.agents.intruder:main",
+    c.call("agent.spawn", manifest={"name": "netter", "program": "aether.builtin.intruder:main",
                                     "args": ["--tcp", f"127.0.0.1:{port}"], "grant": ["net"]})
     done(c, "netter")
     got, lines = results(c, "netter")

@@ -288,7 +288,7 @@ def test_a_goal_agent_works_with_the_model_and_runs_only_safe_tools(tmp_path):
                          Reply(content="It is 10:00 UTC; nothing to delete."))
             with d.client() as c:
                 c.call("agent.spawn", manifest={"name": "clocky", "goal": "tell the time",
-                                                "program": "aether.agents.goal:main", "restart": "never"})
+                                                "program": "aether.builtin.goal:main", "restart": "never"})
             info = wait_rest(d, "clocky")
             assert info["last_exit"] == 125, info
             with d.client() as c:
@@ -308,7 +308,7 @@ def test_a_goal_agent_works_with_the_model_and_runs_only_safe_tools(tmp_path):
 
 def test_a_record_agent_writes_observations(aetherd):
     with aetherd.client() as c:
-        c.call("agent.spawn", manifest={"name": "rec", "program": "aether.agents.record:main",
+        c.call("agent.spawn", manifest={"name": "rec", "program": "aether.builtin.record:main",
                                         "args": ["load.1", "memory.used_percent", "--every", "1"]})
         found = sleep_until(lambda: c.call("ctx.search", query="recorded", scopes=["agent:rec"])["items"], 15)
         assert found[0]["kind"] == "observation" and "load.1 = " in found[0]["text"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aether.agents import metrics, sysmon, watch
+from aether.builtin import metrics, sysmon, watch
 
 INFO = {"load": ["0.50", "0.4", "0.3"], "agents": {"total": 3, "by_state": {"failed": 1}},
         "memory": {"memtotal_kib": 1000, "used_kib": 850, "memavailable_kib": 150},
@@ -23,7 +23,7 @@ def test_a_read_only_file_system_is_not_a_full_disk():
 
 
 def test_record_parses_readings_and_interval():
-    from aether.agents import record
+    from aether.builtin import record
     assert record.parse(["load.1", "cpu.percent", "--every", "300"]) == (["load.1", "cpu.percent"], 300.0)
     with pytest.raises(SystemExit, match="name a reading"):
         record.parse(["--every", "5"])

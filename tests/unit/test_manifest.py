@@ -69,3 +69,19 @@ def test_an_old_manifest_loads_with_a_notice(tmp_path):
     found = m.load_dir(str(tmp_path), said.append)
     assert found["old"].context_spend_tokens == 700
     assert any("obsolete" in line and "spend_tokens" in line for line in said)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("aether.agents.goal:main", "aether.builtin.goal:main"),
+    ("aether.agents.watch:main", "aether.builtin.watch:main"),
+])
+def test_the_built_in_agents_old_package_name_still_loads(old, new):
+    # manifests and agent records on users' data disks were written with aether.agents.*
+    assert m.current_program(old) == new
+    assert m.from_dict({"name": "w", "program": old}).program == new
+
+
+@pytest.mark.parametrize("program", ["aether.builtin.goal:main", "tests.host.x:main", "/bin/sh",
+                                     "aether.agentsx.goal:main", "notaether.agents.goal:main"])
+def test_other_programs_are_not_renamed(program):
+    assert m.current_program(program) == program

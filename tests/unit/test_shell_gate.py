@@ -19,7 +19,7 @@ from tests.unit.test_shell_session import FakeAbi
 OBJECT = {"type": "object"}
 TOOLS = {"agent.spawn": {"kind": "method", "schema": OBJECT}, "agent.stop": {"kind": "method", "schema": OBJECT},
          "ctx.forget": {"kind": "method", "schema": OBJECT}, "sys.power": {"kind": "method", "schema": OBJECT}}
-ROOT = {"name": "helper", "program": "aether.agents.goal:main", "user": "root", "grant": ["root"]}
+ROOT = {"name": "helper", "program": "aether.builtin.goal:main", "user": "root", "grant": ["root"]}
 MUTATING = ("agent.spawn", "agent.stop", "agent.remove", "ctx.forget", "sys.power", "tool.call")
 
 
@@ -58,7 +58,7 @@ def nothing_ran(abi):
 
 @pytest.mark.parametrize("call", [
     ("agent.spawn", {"manifest": ROOT}),
-    ("agent.spawn", {"manifest": {"name": "plain", "program": "aether.agents.goal:main"}}),
+    ("agent.spawn", {"manifest": {"name": "plain", "program": "aether.builtin.goal:main"}}),
     ("files.write", {"path": "/var/lib/aether/config", "content": "llm.endpoint = http://evil\n", "mode": "append"}),
     ("files.write", {"path": "/var/lib/aether/manifests/evil.toml", "content": 'user = "root"\n', "mode": "create"}),
     ("files.write", {"path": "/tmp/x", "content": "x\n"}),            # create, by default

@@ -30,7 +30,7 @@ def machine(image, request):
 
 
 def drill(name, *args, **extra):
-    return {"name": name, "program": "aether.agents.drill:main", "args": list(args), **extra}
+    return {"name": name, "program": "aether.builtin.drill:main", "args": list(args), **extra}
 
 
 def wait(c, name, predicate, timeout=60):

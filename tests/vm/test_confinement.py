@@ -1,4 +1,4 @@
-"""Kernel confinement in the real image: a hostile agent (aether.agents.intruder), as its
+"""Kernel confinement in the real image: a hostile agent (aether.builtin.intruder), as its
 own uid, under Landlock, in its own network namespace, with /proc mounted hidepid=invisible,
 tries raw reads and writes outside its home, /proc snooping, symlink and hardlink tricks
 and raw sockets; every one must fail.  A control agent granted `net` sees the machine's
@@ -42,7 +42,7 @@ def wait(c, name, predicate, timeout=90):
 
 
 def intruder_run(c, name, *extra_args, **manifest):
-    c.call("agent.spawn", manifest={"name": name, "program": "aether.agents.intruder:main",
+    c.call("agent.spawn", manifest={"name": name, "program": "aether.builtin.intruder:main",
                                     "args": ["--tcp", "10.0.2.2:80", "--udp", "10.0.2.3:53",
                                              *extra_args, "--idle"], **manifest})
     deadline = time.monotonic() + 90
@@ -97,9 +97,9 @@ def test_an_agent_granted_net_has_the_machines_network(machine):
 @pytest.mark.timeout(ONE_BOOT)
 def test_a_bad_program_fails_alone(machine):
     vm, c = machine
-    c.call("agent.spawn", manifest={"name": "nomod", "program": "aether.agents.nosuchmodule:main"})
+    c.call("agent.spawn", manifest={"name": "nomod", "program": "aether.builtin.nosuchmodule:main"})
     info = wait(c, "nomod", lambda i: i["state"] == "failed")
     assert "ModuleNotFoundError" in info["reason"]
-    c.call("agent.spawn", manifest={"name": "after", "program": "aether.agents.drill:main",
+    c.call("agent.spawn", manifest={"name": "after", "program": "aether.builtin.drill:main",
                                     "args": ["idle"]})
     wait(c, "after", lambda i: i["state"] == "running")

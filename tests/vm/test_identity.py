@@ -69,7 +69,7 @@ def test_names_limits_and_trees_hold_in_the_image(booter, tmp_path):
     vm = booter.boot(**boot)
     c = harness.abi_client(vm)
     assert c.call("ctx.info")["durable"]
-    c.call("agent.spawn", manifest={"name": "p", "program": "aether.agents.drill:main", "args": ["idle"],
+    c.call("agent.spawn", manifest={"name": "p", "program": "aether.builtin.drill:main", "args": ["idle"],
                                     "limits": {"memory": "96M"}})
     calls = [["ctx.remember", {"text": "the victim's secret"}],
              ["agent.set_limits", {"name": "victim", "memory": 1 << 40}],
@@ -95,7 +95,7 @@ def test_names_limits_and_trees_hold_in_the_image(booter, tmp_path):
 
     vm = booter.boot(**boot)
     c = harness.abi_client(vm)
-    thief = {"name": "victim", "program": "aether.agents.drill:main", "args": ["exit", "0"],
+    thief = {"name": "victim", "program": "aether.builtin.drill:main", "args": ["exit", "0"],
              "restart": "never"}
     # The victim is durable: it is back after the power cut, as it rested.  Removing it
     # frees the agent, never the name: the name still belongs to its owner.

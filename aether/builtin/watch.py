@@ -8,7 +8,7 @@ A condition compares one reading with a number, and conditions join with
     memory.used_percent > 80
     load.1 >= 2 and pressure.cpu > 10
 
-Readings are those of aether.agents.metrics.  Edge triggered: it notifies
+Readings are those of aether.builtin.metrics.  Edge triggered: it notifies
 when the condition turns true, and again only after it has been false.
 ``--once`` exits (status 125, "done") after the first notification.
 """

@@ -2,7 +2,7 @@
 
     args: READING [READING ...] [--every SECONDS]
 
-Readings are those of aether.agents.metrics (load.1, memory.used_percent,
+Readings are those of aether.builtin.metrics (load.1, memory.used_percent,
 cpu.percent, ...).  Each sample is one ``observation`` memory in the agent's
 own scope, tagged ``record`` and with the reading's name, so "what was the
 load this morning" is a search; the scope's quota and compaction keep it
