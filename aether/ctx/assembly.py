@@ -7,7 +7,10 @@ The agent sends only what is new; the window is built, in this order, within
    If these alone do not fit, the think is refused naming the numbers.
 2. **Memories** (at most MEMORY_SHARE of what is left): ``ContextStore.window``
    for the new input, the ranking ``ctx.window`` has: pinned first, then
-   relevance, recency and importance.
+   relevance, recency and importance.  An agent's come from every scope it may
+   read; the shell's and the host's only from the user's and the system's scopes
+   (``memory_scopes``): they may read every agent's scope, and a memory an agent
+   planted there must not reach a privileged prompt.
 3. **Summary** (at most SUMMARY_SHARE): the newest summary of the older turns.
 4. **Recent turns**, verbatim, newest first while they fit, leaving
    RELEVANT_SHARE for step 5: a contiguous tail of the thread.
@@ -30,10 +33,12 @@ pages from its end, the matches are LIMITed and the term planner bounds BM25.
 
 import json
 
+from . import access as acl
 from . import terms as fts
 from . import threads as th
 from .errors import InvalidArgument
 
+PRIVILEGED_SCOPES = ("user", "system")   # a privileged caller's memories come from these only
 MEMORY_SHARE = 0.30
 SUMMARY_SHARE = 0.15
 RELEVANT_SHARE = 0.20
@@ -118,11 +123,24 @@ def refs(window):
             "full": window["full"]}
 
 
+def memory_scopes(store, caller):
+    """The scopes a think's memories come from: for an agent, every scope it may read (its own and
+    those granted to it: a grant is its grantor's choice); for the shell and the host, which may read
+    every scope, only the user's and the system's, so that no memory an agent planted in its own
+    scope reaches a privileged caller's prompt (it would be a prompt injection)."""
+    if not acl.privileged(caller) and caller != "host":
+        return None
+    return [name for name in PRIVILEGED_SCOPES if store.access.lookup(name) is not None]
+
+
 def _memories(store, caller, query, budget, left_out, counts):
     """(included [(id, pinned, text, tokens)], tokens, faults) from ctx.window's ranking."""
     if budget < 16:
         return [], 0, 0
-    w = store.window(caller, query=query, budget_tokens=budget)
+    scopes = memory_scopes(store, caller)
+    if scopes == []:
+        return [], 0, 0
+    w = store.window(caller, query=query, budget_tokens=budget, scopes=scopes)
     included, used = [], 0
     for item in w["items"]:
         line = f"- [memory {item['id']}] {item['text']}"
