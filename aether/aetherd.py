@@ -262,7 +262,7 @@ def main(argv=None):
                     opts["port"], log, cfg, host=opts["host"])
     daemon.start()
     if os.getpriority(os.PRIO_PROCESS, 0) > 0 and os.geteuid() == 0:
-        os.setpriority(os.PRIO_PROCESS, 0, 0)      # started low (see aether.init); now serving
+        os.setpriority(os.PRIO_PROCESS, 0, 0)      # started low (see aether.pid1.init); now serving
     return daemon.run()
 
 

@@ -6,9 +6,10 @@ PID 1's status file.
 
 import os
 
-from . import datadisk, sysinfo
+from . import sysinfo
 
 INIT_STATUS = "/run/aether/init.json"
+DATA_DIR = sysinfo.DATA_DIR
 
 
 def exe(pid):
@@ -35,7 +36,7 @@ def services(path=INIT_STATUS):
     return ", ".join(parts) or "none"
 
 
-def data_line(mounts_text, boot_count, data_dir=datadisk.DATA_DIR):
+def data_line(mounts_text, boot_count, data_dir=DATA_DIR):
     """Where the data location is (the last mount on it wins) and which boot this is."""
     source = fstype = None
     for line in mounts_text.splitlines():
@@ -53,7 +54,7 @@ def fields():
     """pid1, mounts, services, data and the process count, as sys.info reports them."""
     return {"pid1": f"{sysinfo.cmdline(1)} (exe {exe(1)})", "mounts": sysinfo.mount_points(),
             "services": services(), "processes": len(sysinfo.processes()),
-            "data": data_line(sysinfo.read_text("/proc/mounts"), datadisk.read_boot_count())}
+            "data": data_line(sysinfo.read_text("/proc/mounts"), sysinfo.read_boot_count())}
 
 
 def text():

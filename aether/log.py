@@ -1,7 +1,8 @@
-"""PID 1's log: lines on the console, and a ring of recent lines in memory.
+"""The log of a long-lived daemon, PID 1 (aether/pid1/init.py) and aetherd alike:
+lines on the console, and a ring of recent lines in memory.
 
 Written with os.write on a raw descriptor (the console), so a slow or gone
-console never raises into PID 1.
+console never raises into the process that logs.
 """
 
 import os

@@ -1,10 +1,12 @@
-"""PID 1's event loop: poll() over file descriptors, timers, and signals.
+"""The event loop PID 1 (aether/pid1/init.py) and aetherd both run: poll() over
+file descriptors, timers, and signals.
 
 Signals are delivered through ``set_wakeup_fd``: the C-level handler writes the
 signal number into a pipe the loop polls, and the loop runs the registered
 callback in normal code.  Uses ``_signal`` rather than ``signal`` to keep
 ``enum`` off the boot path.  A callback that raises is reported to
-``on_error`` and the loop carries on: PID 1 must not die of one bad callback.
+``on_error`` and the loop carries on: neither PID 1 nor aetherd may die of one bad
+callback.
 
 ``call_soon`` queues work for the next turn, after the descriptors that are
 ready have had theirs: a peer with more to do than one turn allows (the ABI

@@ -1,6 +1,8 @@
 """When a supervised process exits: restart it (after how long), or stop for good.
 
-Shared by PID 1's services and aetherd's agents.  The rules: exit status 125
+Shared by PID 1's services (aether/pid1/services.py) and aetherd's agents
+(aether/agent/machine.py), with what both need to stop one: the signals, how
+often to look whether it is gone, and a wait status read as one exit code.  The rules: exit status 125
 means "done, do not restart me"; ``never`` never restarts, ``on-failure``
 restarts only non-zero exits, ``always`` restarts every exit; more than
 ``intensity`` restarts within ``period`` seconds fails the process; the delay
@@ -13,6 +15,18 @@ from collections import deque
 from .states import EXIT_DONT_RESTART, NEVER, ON_FAILURE
 
 RESTART, DONE, FAIL = "restart", "done", "fail"
+SIGTERM = 15
+SIGKILL = 9
+STOP_POLL = 0.05  # seconds between checks, while stopping, that the group is gone
+
+
+def exit_code(status):
+    """A wait status as one number: the exit code, or 128 + the signal number."""
+    if status & 0x7F == 0:          # WIFEXITED
+        return (status >> 8) & 0xFF
+    if status & 0xFF == 0x7F:       # WIFSTOPPED: not an exit; callers do not pass these
+        return None
+    return 128 + (status & 0x7F)    # WIFSIGNALED
 
 
 class RestartTracker:

@@ -1,6 +1,10 @@
-"""What the machine is doing, read from /proc: uptime, memory, processes, mounts."""
+"""What the machine is doing, read from /proc: uptime, memory, processes, mounts;
+and which boot this is (the counter PID 1 keeps on the data partition)."""
 
 import os
+
+DATA_DIR = "/var/lib/aether"         # the data partition's mount point (aether/pid1/datadisk.py)
+BOOT_COUNT = "boot-count"            # PID 1 adds one to it at every boot with a data partition
 
 
 def uptime():
@@ -61,6 +65,12 @@ def read_text(path, default=""):
             return f.read().strip()
     except OSError:
         return default
+
+
+def read_boot_count(data_dir=DATA_DIR):
+    """The number in data_dir/boot-count, or 0 when there is none (or it is garbage)."""
+    text = read_text(os.path.join(data_dir, BOOT_COUNT))
+    return int(text) if text.isdigit() else 0
 
 
 def proc_stat(pid):

@@ -11,8 +11,7 @@ and ``shutdown`` end in STOPPED; ``deadline`` ends in EXITED; ``silent`` (a
 missed heartbeat) counts as a failure and goes through the restart rules.
 """
 
-from ..restart import DONE, FAIL, RestartTracker
-from ..services import SIGKILL, SIGTERM, STOP_POLL, exit_code
+from ..restart import DONE, FAIL, SIGKILL, SIGTERM, STOP_POLL, RestartTracker, exit_code
 from ..states import (ADMIT, BACKOFF, DEADLINE, EXIT, EXITED, FAILED, RUNNING, SILENT, SPAWN_FAILED,
                       START, STARTED, STARTING, STOP, STOPPED, STOPPING, TIMER, WAITING)
 

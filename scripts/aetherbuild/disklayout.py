@@ -34,7 +34,7 @@ ESP = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
 ROOT_X86_64 = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 LINUX_DATA = "0fc63daf-8483-4772-8e79-3d69d8477de4"
 
-DATA_LABEL = "AETHER-DATA"         # ext4 volume label and GPT name; aether/datadisk.py looks for it
+DATA_LABEL = "AETHER-DATA"         # ext4 volume label and GPT name; aether/pid1/datadisk.py looks for it
 ESP_LABEL = "AETHER-ESP"           # FAT volume label (at most 11 characters)
 
 

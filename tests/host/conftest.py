@@ -1,4 +1,4 @@
-"""Run the real PID-1 code on the host, as a child subreaper (``aether.init --host``)."""
+"""Run the real PID-1 code on the host, as a child subreaper (``aether.pid1.init --host``)."""
 
 import json
 import os
@@ -25,7 +25,7 @@ def sleep_until(predicate, timeout, interval=0.02):
 
 
 class HostInit:
-    """One aether.init process in host mode, with its status file and control FIFO."""
+    """One aether.pid1.init process in host mode, with its status file and control FIFO."""
 
     def __init__(self, tmp_path, services, wrapper=()):
         self.dir = tmp_path
@@ -33,7 +33,7 @@ class HostInit:
         self.control_path = tmp_path / "init.ctl"
         self.log_path = tmp_path / "init.log"
         (tmp_path / "services.json").write_text(json.dumps(services))
-        cmd = [*wrapper, sys.executable, "-m", "aether.init", "--host",
+        cmd = [*wrapper, sys.executable, "-m", "aether.pid1.init", "--host",
                "--services", str(tmp_path / "services.json"),
                "--status", str(self.status_path), "--control", str(self.control_path)]
         self.log_file = open(self.log_path, "w")

@@ -6,7 +6,7 @@ import pytest
 
 from aether.agent.machine import TRANSITIONS, Agent
 from aether.agent.manifest import from_dict
-from aether.services import SIGKILL, SIGTERM, STOP_POLL
+from aether.restart import SIGKILL, SIGTERM, STOP_POLL
 from aether.states import (ADMIT, AGENT_EVENTS, AGENT_STATES, BACKOFF, DEADLINE, EXIT, EXITED, FAILED,
                            RUNNING, SILENT, SPAWN_FAILED, START, STARTED, STARTING, STOP, STOPPED,
                            STOPPING, TIMER, WAITING)

@@ -1,6 +1,6 @@
 """Boot steps: a fatal failure stops the boot with a hint; a degraded one is logged and skipped."""
 
-from aether import boot
+from aether.pid1 import boot
 
 
 class Recorder:

@@ -2,7 +2,7 @@
 
 import os
 
-from aether import boottime
+from aether.pid1 import boottime
 
 
 def test_the_kernel_record_gives_its_timestamp():

@@ -12,7 +12,8 @@ import subprocess
 
 import pytest
 
-from aether import datadisk, localstatus
+from aether import localstatus, sysinfo
+from aether.pid1 import datadisk
 
 
 def superblock(label=None, magic=True):
@@ -196,11 +197,11 @@ def test_booting_from_disk_is_read_from_the_command_line(tmp_path):
 
 
 def test_boot_counter_counts_atomically(tmp_path):
-    assert datadisk.read_boot_count(str(tmp_path)) == 0
+    assert sysinfo.read_boot_count(str(tmp_path)) == 0
     assert [datadisk.count_boot(str(tmp_path)) for _ in range(3)] == [1, 2, 3]
     assert (tmp_path / "boot-count").read_text() == "3\n"
     assert not (tmp_path / "boot-count.tmp").exists()
-    assert datadisk.read_boot_count(str(tmp_path)) == 3
+    assert sysinfo.read_boot_count(str(tmp_path)) == 3
 
 
 def test_a_garbled_boot_counter_starts_again(tmp_path):

@@ -1,6 +1,6 @@
 """Power-button detection and decoding of evdev records."""
 
-from aether import power
+from aether.pid1 import power
 
 
 def test_has_key_reads_the_kernel_bitmap():

@@ -4,8 +4,9 @@ import itertools
 
 import pytest
 
-from aether import services
-from aether.services import TRANSITIONS, ServiceSpec, SpecError, Supervisor, exit_code
+from aether.pid1 import services
+from aether.pid1.services import TRANSITIONS, ServiceSpec, SpecError, Supervisor
+from aether.restart import exit_code
 from aether.states import (BACKOFF, EVENTS, EXIT, EXITED, FAILED, RUNNING, START, STATES, STOP,
                            STOPPED, STOPPING, TIMER)
 

@@ -29,8 +29,8 @@ def test_pid1_is_the_python_init(shared_vm):
     pid1 = status["pid1"]
     assert "python3.11" in pid1, f"PID 1 is not Debian's python3.11: {pid1!r}"
     # The script is the image's /init (init/init in the repo, see docs/interfaces.md),
-    # or the aether.init module when started with -m.
-    assert re.search(r"(?:^|\s)(?:/init|-m aether\.init|\S*aether/init\S*)(?:\s|$)", pid1), \
+    # or the aether.pid1.init module when started with -m.
+    assert re.search(r"(?:^|\s)(?:/init|-m aether\.pid1\.init|\S*aether/pid1/init\S*)(?:\s|$)", pid1), \
         f"PID 1 does not run /init (aether's init): {pid1!r}"
 
 

@@ -10,15 +10,11 @@ Each service runs in its own process group (its pgid is its pid): stopping it
 sends TERM to the whole group and KILL after ``stop_timeout``.
 """
 
-from .restart import DONE, FAIL, RestartTracker
-from .states import (
+from ..restart import DONE, FAIL, SIGKILL, SIGTERM, STOP_POLL, RestartTracker, exit_code
+from ..states import (
     ACTIVE, ALWAYS, BACKOFF, EXIT, EXITED, FAILED, POLICIES, RESTING, RUNNING, START, STOP,
     STOPPED, STOPPING, TIMER,
 )
-
-SIGTERM = 15
-SIGKILL = 9
-STOP_POLL = 0.05  # seconds between checks, while stopping, that the group is gone
 
 
 class SpecError(ValueError):
@@ -65,15 +61,6 @@ class ServiceSpec:
         self.setsid, self.capture_output = setsid, capture_output
         self.entry = entry
         self.nice = nice             # niceness the (forked) child starts with
-
-
-def exit_code(status):
-    """A wait status as one number: the exit code, or 128 + the signal number."""
-    if status & 0x7F == 0:          # WIFEXITED
-        return (status >> 8) & 0xFF
-    if status & 0xFF == 0x7F:       # WIFSTOPPED: not an exit; callers do not pass these
-        return None
-    return 128 + (status & 0x7F)    # WIFSIGNALED
 
 
 class Service:

@@ -31,11 +31,9 @@ import errno
 import os
 import time
 
-from .sysinfo import read_text
+from ..sysinfo import BOOT_COUNT, DATA_DIR, read_text   # the read side (read_boot_count) is shared
 
 LABEL = "AETHER-DATA"
-DATA_DIR = "/var/lib/aether"
-BOOT_COUNT = "boot-count"
 SYS_BLOCK = "/sys/class/block"
 
 EXT4_MAGIC = b"\x53\xef"           # 0xEF53, little-endian, at byte 0x438
@@ -224,12 +222,6 @@ def attach(log, mount, devices, waited=0.0, root=None, data_dir=DATA_DIR):
 
 def booting_from_disk(cmdline_path="/proc/cmdline"):
     return any(word.startswith("root=") for word in read_text(cmdline_path).split())
-
-
-def read_boot_count(data_dir=DATA_DIR):
-    """The number in data_dir/boot-count, or 0 when there is none (or it is garbage)."""
-    text = read_text(os.path.join(data_dir, BOOT_COUNT))
-    return int(text) if text.isdigit() else 0
 
 
 def count_boot(data_dir=DATA_DIR, log=None):

@@ -1,6 +1,6 @@
 """The boot timeline: when the kernel ran /init, and PID 1's own marks after it.
 
-PID 1 (aether/init.py) notes when each of its phases ended, by CLOCK_BOOTTIME
+PID 1 (aether/pid1/init.py) notes when each of its phases ended, by CLOCK_BOOTTIME
 (``now()``: the clock of /proc/uptime, readable before /proc is mounted).  A
 second after the consoles are started it imports this module (off the boot
 path) and logs one line, which the benchmark (scripts/bench) and a curious user

@@ -2,8 +2,8 @@
 
 import os
 
-from . import syscalls
-from .syscalls import MNT_DETACH, MS_NODEV, MS_NOEXEC, MS_NOSUID
+from .. import syscalls
+from ..syscalls import MNT_DETACH, MS_NODEV, MS_NOEXEC, MS_NOSUID
 
 # /proc shows a process only to its own uid and to root (hidepid=invisible: the others'
 # /proc/<pid> do not even exist for it); aetherd, PID 1 and the console are root and keep

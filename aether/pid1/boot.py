@@ -9,7 +9,8 @@ degraded step that fails is logged and the boot goes on.
 import os
 import time
 
-from . import config, datadisk, mounts, netif, power, syscalls
+from .. import config, netif, syscalls
+from . import datadisk, mounts, power
 
 FATAL = True
 DEGRADED = False
@@ -62,7 +63,7 @@ def entropy(init):
 
 
 def data_location(init):
-    """The data partition on /var/lib/aether, or a tmpfs there (aether/datadisk.py), and the
+    """The data partition on /var/lib/aether, or a tmpfs there (aether/pid1/datadisk.py), and the
     boot counter on it."""
     wait = datadisk.WAIT_FROM_DISK if datadisk.booting_from_disk() else 0.0
     devices, waited = datadisk.find(datadisk.scan, wait)

@@ -18,13 +18,13 @@ import sys
 import time
 from collections import deque
 
-from . import __version__, sysinfo
-from .log import Log
-from .loop import Loop
-from .reaper import Reaper
+from .. import __version__, sysinfo
+from ..log import Log
+from ..loop import Loop
+from ..reaper import Reaper
 from .services import ServiceSpec, Supervisor
-from .spawn import fork_call, read_lines, spawn
-from .states import ALWAYS, START, STOP
+from ..spawn import fork_call, read_lines, spawn
+from ..states import ALWAYS, START, STOP
 
 CHILD_ENV = {"PATH": "/usr/bin", "HOME": "/root", "TERM": "linux", "LANG": "C.UTF-8"}
 OUTPUT_LINES = 200       # recent output lines kept per service
@@ -94,7 +94,7 @@ class Init:
         self.output = {}
         self.status_path = status_path or "/run/aether/init.json"
         self.control_path = control_path
-        self.marks = []          # (phase, uptime at its end): aether/boottime.py logs them
+        self.marks = []          # (phase, uptime at its end): aether/pid1/boottime.py logs them
 
     # -- main ---------------------------------------------------------------------
 
@@ -104,7 +104,7 @@ class Init:
                       + (" (host mode: child subreaper)" if self.host else ""))
         self.install_signals()
         if self.host:
-            from . import syscalls
+            from .. import syscalls
             syscalls.set_child_subreaper()
             self.booted = True
         else:
@@ -284,7 +284,8 @@ class Init:
             self.write_status()
             sys.stdout.flush()
             os._exit(0)
-        from . import mounts, syscalls
+        from .. import syscalls
+        from . import mounts
         mounts.unmount_all(self.log)
         self.log.info("powering off" if action == "poweroff" else "rebooting")
         syscalls.reboot(syscalls.RB_POWER_OFF if action == "poweroff" else syscalls.RB_AUTOBOOT)
@@ -332,8 +333,8 @@ def parse_args(argv):
         elif os.getpid() == 1:
             continue  # the kernel passes unknown boot words to init: ignore them
         else:
-            raise SystemExit(f"aether.init: unknown argument {arg!r}\n"
-                             "usage: python -m aether.init --host [--services FILE] "
+            raise SystemExit(f"aether.pid1.init: unknown argument {arg!r}\n"
+                             "usage: python -m aether.pid1.init --host [--services FILE] "
                              "[--status FILE] [--control FIFO]")
     return opts
 
@@ -343,7 +344,7 @@ def emergency(exc):
     try:
         os.write(2, f"aether-init: FATAL internal error: {exc!r}; PID 1 keeps reaping. "
                     "Ctrl-Alt-Del reboots.\n".encode())
-        from . import syscalls
+        from .. import syscalls
         syscalls.reboot(0x89ABCDEF)  # RB_ENABLE_CAD: the kernel reboots on Ctrl-Alt-Del
     except BaseException:  # noqa: BLE001
         pass
@@ -361,7 +362,7 @@ def main(argv=None, started=None):
     argv = sys.argv[1:] if argv is None else argv
     opts = parse_args(argv)
     if not opts["host"] and os.getpid() != 1:
-        raise SystemExit("aether.init runs as PID 1; to try it on a host use --host")
+        raise SystemExit("aether.pid1.init runs as PID 1; to try it on a host use --host")
     init = Init(host=opts["host"], status_path=opts["status"],
                 control_path=opts["control"] or (None if opts["host"] else "/run/aether/init.ctl"))
     if started is not None:

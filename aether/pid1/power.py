@@ -7,7 +7,7 @@ KEY_POWER on an input device (the ACPI button driver), not as a signal.
 import os
 import struct
 
-from .sysinfo import read_text
+from ..sysinfo import read_text
 
 EV_KEY = 1
 KEY_POWER = 116
