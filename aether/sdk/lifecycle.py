@@ -115,13 +115,15 @@ def run(step, every=None, setup=None, teardown=None, args=None, stall=None, agen
                     break
                 agent.sleep(every)
         except Stopping:
-            agent.log("stopping: told to stop")
+            pass
         finally:
             try:
                 if teardown is not None:
                     teardown(agent)
             finally:
                 agent.save()
+                if agent.stopping:
+                    agent.log("stopped: told to stop; state saved")
     finally:
         if heartbeat is not None:
             heartbeat.stop()
