@@ -88,12 +88,16 @@ def find_goal(c, thread):
     try:
         view = c.call("ctx.thread", thread=thread, limit=1)["thread"]
     except AbiError as e:
-        if e.code == "not_found":
-            return None, None
-        raise
-    if view.get("goal_id") is None:
-        return None, None
-    return view["goal_id"], c.call("ctx.goal", goal_id=view["goal_id"]).get("status")
+        if e.code != "not_found":
+            raise
+        view = {}
+    if view.get("goal_id") is not None:
+        return view["goal_id"], c.call("ctx.goal", goal_id=view["goal_id"]).get("status")
+    # cut before its first think: the goal record names the thread in its plan
+    for g in c.call("ctx.goals", limit=50):
+        if g.get("plan", "").endswith("thread " + thread) and g["status"] in ("open", "active"):
+            return g["id"], g["status"]
+    return None, None
 
 
 def work(c, gid, thread):
@@ -131,7 +135,12 @@ def work(c, gid, thread):
 
 def last_turn(c, thread):
     """(the thread's last turn or None, the number of answers that asked for tool calls)."""
-    view = c.call("ctx.thread", thread=thread, limit=1)["thread"]
+    try:
+        view = c.call("ctx.thread", thread=thread, limit=1)["thread"]
+    except AbiError as e:
+        if e.code == "not_found":
+            return None, 0
+        raise
     if not view["turns"]:
         return None, 0
     page = c.call("ctx.thread", thread_id=view["thread_id"], after_n=view["turns"] - 1, limit=1)
@@ -157,33 +166,33 @@ def think(c, tools, **params):
 def run_once(c, gid, answer, i, call, offered):
     """The result of tool call i of an answer turn, run at most once whatever happened before."""
     call_id = f"{answer['thread_id']}:{answer['n']}:{i}"
-    result = {"id": call["id"], "name": call.get("name") or "?"}
+    name = call.get("name") or "?"
     try:
         args = json.loads(call.get("arguments_json") or "{}")
     except ValueError:
-        return {**result, "content": "not run: its arguments are not valid JSON"}
-    if call.get("name") not in offered:
-        return {**result, "content": f"not run: {call.get('name')} is not one of the tools offered "
-                                     "(risky ones need a person's yes, which an agent cannot give itself)"}
-    if not isinstance(args, dict):
-        return {**result, "content": "not run: its arguments are not a JSON object"}
-    step = _step(c, gid, call_id, call["name"], args)
-    try:
-        done = c.call("tool.call", name=call["name"], args=args, call_id=call_id)
-        text, status = _clip(json.dumps(done["result"], ensure_ascii=False, default=str)), "done"
-    except AbiError as e:
-        if (e.data or {}).get("in_doubt"):
+        args = None
+    refused = (None if name in offered and isinstance(args, dict) else
+               f"not run: {name} is not one of the tools offered (risky ones need a person's yes, "
+               "which an agent cannot give itself)" if name not in offered else
+               "not run: its arguments are not a JSON object")
+    step = _step(c, gid, call_id, name, args if isinstance(args, dict) else call.get("arguments_json"))
+    if refused:
+        text, status = refused, "skipped"
+    else:
+        try:
+            done = c.call("tool.call", name=name, args=args, call_id=call_id)
+            text, status = _clip(json.dumps(done["result"], ensure_ascii=False, default=str)), "done"
+        except AbiError as e:
+            status = "failed"
             text = ("not run again: it was started before a crash and its result was never recorded, so it "
-                    "may or may not have taken effect; check before asking for it again")
-        else:
-            text = f"error: {e}"
-        status = "failed"
+                    "may or may not have taken effect; check before asking for it again"
+                    if (e.data or {}).get("in_doubt") else f"error: {e}")
     if step is not None:
         try:
             c.call("ctx.update_step", goal_id=gid, step=step, status=status, outcome=text[:500])
         except AbiError:
             pass                    # the step's status is a record; the result still goes to the model
-    return {**result, "content": text}
+    return {"id": call["id"], "name": name, "content": text}
 
 
 def _step(c, gid, call_id, name, args):

@@ -10,11 +10,12 @@
 """
 
 import json
+import os
 import signal
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, Reply
 
 from .conftest import sleep_until
 from .test_broker import Aetherd
@@ -108,3 +109,51 @@ def test_abi_spawned_agents_survive_an_aetherd_crash(aetherd):
     c = d.connect()
     sleep_until(lambda: state(c, "keeper")["state"] == "running", 20)
     assert state(c, "paused")["state"] == "stopped" and state(c, "helper")["state"] == "exited"
+
+
+STEPS = 5
+GOAL = "list your directory five times, then report"
+
+
+def step(k):
+    return Reply(content=None, tool_calls=[{"id": f"call_{k}", "name": "files_list",
+                                            "arguments": json.dumps({"path": "."})}])
+
+
+def tool_entries(c, principal):
+    return [e for e in c.call("ctx.journal", kind="tool.call", limit=1000)
+            if e["actor"] == principal]
+
+
+def test_a_goal_agent_killed_during_step_3_of_5_resumes_and_finishes(aetherd, model):
+    d = aetherd()
+    c = d.connect()
+    # answers 1-3 ask for tool calls 1-3; the think that carries call 3's result is held,
+    # and the agent is killed while it waits: step 3 ran, its result is not yet heard
+    model.queue(step(1), step(2), step(3), Reply("never heard", delay=30))
+    c.call("agent.spawn", manifest={"name": "worker", "goal": GOAL, "program": "aether.builtin.goal:main",
+                                    "restart": "on-failure", "backoff": {"initial": "0.2s"}})
+    sleep_until(lambda: len(model.requests) >= 4, 30)
+    first = state(c, "worker")
+    assert len(tool_entries(c, "agent:worker")) == 3
+    os.kill(first["pid"], signal.SIGKILL)
+    model.queue(step(4), step(5), Reply("Listed it five times; the directory holds only the agent's own files."))
+    sleep_until(lambda: state(c, "worker")["state"] in ("exited", "failed") and
+                state(c, "worker")["pid"] != first["pid"], 60)
+    final = state(c, "worker")
+    assert final["state"] == "exited", final
+    calls = tool_entries(c, "agent:worker")
+    assert len(calls) == STEPS                                     # every call exactly once
+    assert len({e["body"]["call_id"] for e in calls}) == STEPS
+    goal = next(g for g in c.call("ctx.goals", scope="agent:worker") if g["intent"] == GOAL)
+    assert goal["status"] == "done" and goal["outcome"].startswith("Listed it five times")
+    full = c.call("ctx.goal", goal_id=goal["id"])
+    assert len(full["steps"]) == STEPS and all(s["status"] == "done" for s in full["steps"])
+    # the thread continued where it was cut: one input turn for call 3's result, asked again
+    thread_id = int(calls[0]["body"]["call_id"].split(":")[0])       # <thread>:<turn>:<index>
+    page = c.call("ctx.thread", thread_id=thread_id, verify=True)
+    roles = [t["role"] for t in page["turns"]]
+    inputs_with_results = [t for t in page["turns"] if t["role"] == "input" and t["body"].get("tool_results")]
+    assert len(inputs_with_results) == STEPS and page["chain"]["ok"]
+    assert roles.count("input") == STEPS + 1, roles
+    assert "resuming goal" in json.dumps(c.call("agent.logs", name="worker"))

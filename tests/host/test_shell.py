@@ -295,7 +295,8 @@ def test_a_goal_agent_works_with_the_model_and_runs_only_safe_tools(tmp_path):
                 goal = c.call("ctx.goals", scope="agent:clocky")[0]
                 assert goal["status"] == "done" and goal["outcome"] == "It is 10:00 UTC; nothing to delete."
                 steps = c.call("ctx.goal", goal_id=goal["id"])["steps"]
-                assert [s["description"].split()[0] for s in steps] == ["clock.now", "files_delete"]
+                assert [s["description"].split()[1] for s in steps] == ["clock.now", "files_delete"]
+                assert [s["status"] for s in steps] == ["done", "skipped"]
                 assert c.call("agent.inspect", name="clocky")["context"]["used_tokens"] == 36   # 2 x 18
             second = server.requests[1].json["messages"]
             results = {m["tool_call_id"]: m["content"] for m in second if m["role"] == "tool"}
