@@ -3,7 +3,7 @@
     plan("stop sysmon", agents=["sysmon", "watch"])
         -> Plan(intent="agent.stop", steps=[agent.stop name=sysmon])
 
-Every registered intent scores the line (aether/shell/intents.py) and the
+Every registered intent scores the line (aether/shell/intents/) and the
 best one above ``THRESHOLD`` plans it.  A line no intent is sure of gets the
 closest things the shell can do, ranked by the words it shares with each
 intent's help and examples, never a traceback.
@@ -118,9 +118,10 @@ def help_text(topic=""):
 def _vocabulary():
     """Every word the intents look for: their word lists, help, examples and the literals in their code."""
     words = set(FILLER)
-    for value in vars(intents).values():
-        if isinstance(value, tuple) and all(isinstance(w, str) for w in value):
-            words.update(w for phrase in value for w in phrase.split())
+    for module in intents.MODULES:
+        for value in vars(module).values():
+            if isinstance(value, tuple) and all(isinstance(w, str) for w in value):
+                words.update(w for phrase in value for w in phrase.split())
     for entry in INTENTS.values():
         words.update(re.findall(r"[a-z]+", (entry.help + " " + " ".join(entry.examples)).lower()))
         words.update(_literals(entry.match.__code__))
@@ -145,7 +146,7 @@ VOCABULARY = _vocabulary()
 def _unknown_lead(u):
     """The line's first real word is one no intent knows (the verb, usually): the match is a guess."""
     for w in u.words:
-        if w in intents.POLITE:
+        if w in intents.words.POLITE:
             continue
         return w.isalpha() and w not in VOCABULARY and w not in u.agents
     return False
