@@ -20,9 +20,9 @@ Where things live:
 ``own``       what the shell answers itself: help, explain, undo, history, goals
 
 To add intents, write them in the topic's module, or in a new module here for a
-new topic, and add that module to MODULES below: the import registers them.
-The order of MODULES is the order intents are tried in (it breaks ties), and
-every tuple of words in these modules is part of the planner's vocabulary.
+new topic: import it below and add it to MODULES.  The import registers its
+intents, in import order (the order the planner tries them in, which breaks
+ties); every tuple of words in a module of MODULES is in the planner's vocabulary.
 """
 
 from . import words, registry
