@@ -1,17 +1,21 @@
 """The model planner: with a model configured, it asks it for the plan.
 
-The request goes through aetherd (``llm.complete``: the broker's queue, as an
-interactive call, ahead of every agent), which holds the endpoint and the key.
-It is sized to the endpoint's window (``llm.usage`` says it when aetherd knows it):
-``max_tokens`` is at most a quarter of the window (MAX_TOKENS at most), and the
-prompt, tools included, fits in the rest.  The system prompt is assembled from the
-context store: the machine's state, the system's recent journal, and the memories
-a ``ctx.window`` finds relevant to the line, from the shell's and the user's scope
-only (SCOPES): what an agent wrote in its own scope never reaches the shell's model
-(a planted memory would be a prompt injection).  The tools offered are the few
-that matter for the line (``relevant``: its words against each tool's name,
-description and a small table of hints), not the whole catalogue: built-in tools
-(``tool.list``) and the shell's ABI methods, with their schemas.
+It thinks with the store (``llm.think`` on the shell's thread ``planner``): the
+broker's queue, as an interactive call ahead of every agent; aetherd holds the
+endpoint and the key, assembles the window and records each turn.  The shell
+sends only what is new: the line, and what came of the last model plan's tool
+calls (``tool_results``: each step's result, its error, or that it was not run),
+so the model sees what its earlier plans did.  The rules it sends are the
+machine's state and the system's recent journal; aetherd adds the memories
+relevant to the line from the user's and the system's scopes only (it never
+puts what an agent wrote in its own scope into a privileged caller's window: a
+planted memory would be a prompt injection), a summary of older lines, and the
+recent ones.  ``max_tokens`` is at most a quarter of the endpoint's window
+(MAX_TOKENS at most).  The tools offered are the few that matter for the line
+(``relevant``: its words against each tool's name, description and a small
+table of hints), not the whole catalogue: built-in tools (``tool.list``) and the
+shell's ABI methods, with their schemas.  ``explain`` after a model plan shows
+what went into that window and what was left out (``window_lines``).
 
 Every tool call the model proposes is checked against its schema before it
 becomes a step, and gets the same risk rules as an offline plan; the session
@@ -27,12 +31,10 @@ from ..schema import ValidationError, validate
 from .plan import Plan, Step
 
 BUDGET_TOKENS = 3000           # the system prompt's share when the endpoint's window is unknown
-WINDOW_TOKENS = 1200           # of which memories
 JOURNAL_ENTRIES = 15
 MAX_STEPS = 12
 MAX_TOKENS = 512               # the answer: a plan is a few tool calls
 MAX_TOOLS = 6
-SCOPES = ("user",)             # the shell's own scope (the console user's memories; owned by the shell)
 JOURNAL_SCOPES = ("system", "user")
 PAD = 1.25                     # the broker's margin on our token estimate (aether/abi/calls/llm.py)
 DEFAULT_TOOLS = ("sys.info", "agent.list", "ctx.search")
@@ -56,6 +58,8 @@ METHODS = ("sys.info", "sys.processes", "sys.power", "agent.list", "agent.inspec
            "ctx.remember", "ctx.search", "ctx.recall", "ctx.forget", "ctx.journal", "ctx.compacted",
            "ctx.restore", "ctx.usage", "ctx.pressure", "ctx.goals")
 
+THREAD = "planner"
+RESULT_CHARS = 1500            # of one step's result sent back to the model
 SYSTEM = """You plan actions on AetherOS, a small Linux machine run by agents.
 Turn the person's request into calls of the tools given. Call only the tools needed,
 in order; every call is shown to the person before it runs, and risky ones need their yes.
@@ -68,8 +72,7 @@ Machine state:
 Recent journal (newest first):
 {journal}
 
-Memories that may be relevant:
-{memories}"""
+Memories and earlier requests that bear on this one are given below when there are any."""
 
 
 class PlanError(Exception):
@@ -79,6 +82,7 @@ class PlanError(Exception):
 class ModelPlanner:
     def __init__(self):
         self._tools = None
+        self.pending = []              # tool results of the last model plan, for the next think
 
     def plan(self, session, line):
         tools = self.tools(session)
@@ -87,13 +91,32 @@ class ModelPlanner:
         room = int((n_ctx - max_tokens) / PAD) - 64 if n_ctx else BUDGET_TOKENS * 2
         offered = relevant(line, tools, room // 2)
         spent = sum(spec_tokens(t) for t in offered)
-        system = self.context(session, line, min(BUDGET_TOKENS, max(200, room - spent - len(line) // 4)))
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": line}]
-        completion = session.call("llm.complete", messages=messages, max_tokens=max_tokens,
+        rules = self.context(session, line, min(BUDGET_TOKENS // 2, max(200, (room - spent) // 3)))
+        results, self.pending = self.pending, []
+        completion = session.call("llm.think", thread=THREAD, input=line, rules=rules, max_tokens=max_tokens,
+                                  **({"tool_results": results} if results else {}),
                                   tools=[{"name": t["name"], "description": t["description"],
                                           "schema": t["schema"]} for t in offered],
                                   tool_choice="auto")
-        return to_plan(line, completion, tools)
+        plan = to_plan(line, completion, tools)
+        plan.think = {"thread": completion.get("thread"), "window": completion.get("window")}
+        return plan
+
+    def ran(self, plan, results):
+        """Keep what came of a model plan's tool calls; the next think sends it (tool_results)."""
+        if plan.source != "model":
+            return
+        done = {id(r[0]): r for r in results}
+        out = []
+        for s in plan.steps:
+            if not s.call_id:
+                continue
+            r = done.get(id(s))
+            content = ("not run: the person did not say yes, or an earlier step failed" if r is None else
+                       f"error: {r[2]}" if r[2] is not None else
+                       _clip(json.dumps(r[1], ensure_ascii=False, default=str), RESULT_CHARS))
+            out.append({"id": s.call_id, "name": s.show or s.method, "content": content})
+        self.pending = out[:MAX_STEPS]
 
     @staticmethod
     def window(session):
@@ -118,7 +141,8 @@ class ModelPlanner:
         return self._tools
 
     def context(self, session, line, budget_tokens=BUDGET_TOKENS):
-        """The system prompt: state, journal and memories (the shell's and the user's only), bounded."""
+        """The rules: the machine's state and the system's recent journal, bounded (aetherd adds the
+        memories, from the user's and the system's scopes only)."""
         info = session.call("sys.info")
         agents = session.call("agent.list")
         mem = info["memory"]
@@ -130,11 +154,7 @@ class ModelPlanner:
             key=lambda e: -e["seq"])[:JOURNAL_ENTRIES]
         journal = [f"- {e['kind']} by {e['actor']}: {_clip(json.dumps(e.get('body'), sort_keys=True), 160)}"
                    for e in entries]
-        window = session.call("ctx.window", query=line, budget_tokens=min(WINDOW_TOKENS, budget_tokens // 2),
-                              scopes=list(SCOPES))
-        memories = [f"- #{m['id']} ({m['scope']}, {m['kind']}): {m['text']}" for m in window.get("items", [])]
-        text = SYSTEM.format(state="\n".join(state), journal="\n".join(journal) or "(empty)",
-                             memories="\n".join(memories) or "(none)")
+        text = SYSTEM.format(state="\n".join(state), journal="\n".join(journal) or "(empty)")
         return _clip(text, budget_tokens * 4)
 
 
@@ -180,7 +200,12 @@ def to_plan(line, completion, tools):
         return Plan("model.answer", line, answer=text, source="model")
     if len(calls) > MAX_STEPS:
         raise PlanError(f"the model proposed {len(calls)} steps; at most {MAX_STEPS} are taken")
-    return Plan("model", line, [step(c, tools) for c in calls], source="model")
+    steps = []
+    for c in calls:
+        s = step(c, tools)
+        s.call_id = c.get("id") if isinstance(c.get("id"), str) else None
+        steps.append(s)
+    return Plan("model", line, steps, source="model")
 
 
 def step(call, tools):
@@ -232,6 +257,21 @@ def _calls_in_text(content, tools):
                 return []
         calls.append({"name": name, "arguments": args})
     return calls
+
+
+def window_lines(think):
+    """What went into a model plan's window and what was left out, for ``explain``."""
+    window = (think or {}).get("window") or {}
+    where = (think or {}).get("thread") or {}
+    if not window:
+        return []
+    counts = window.get("left_out_counts") or {}
+    left = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in sorted(counts.items()) if n) or "nothing"
+    return [f"The model's window (thread {where.get('thread_id')}, turn {where.get('input_turn')}): "
+            f"{window.get('tokens')} of {window.get('budget_tokens')} tokens; {window.get('memories', 0)} memories, "
+            f"{window.get('recent', 0)} recent and {window.get('relevant', 0)} older turns fetched back; "
+            f"left out: {left}.",
+            f"  (ctx.thread thread_id={where.get('thread_id')} turn={where.get('input_turn')} lists each one)"]
 
 
 def _clip(text, n):

@@ -21,7 +21,7 @@ from .text import When
 
 
 class Step:
-    __slots__ = ("method", "params", "says", "given_risk", "show", "undo", "then")
+    __slots__ = ("method", "params", "says", "given_risk", "show", "undo", "then", "call_id")
 
     def __init__(self, method, params=None, says="", risk=None, show=None, undo=None, then=None):
         self.method, self.params = method, dict(params or {})
@@ -30,6 +30,7 @@ class Step:
         self.show = show              # which renderer presents the result (default: by method)
         self.undo = undo              # fn(result) -> [Step] that reverse it, or None
         self.then = then              # fn(result) -> [Step] to run next (e.g. forget each match)
+        self.call_id = None           # the model's tool-call id, when the model proposed it
 
     @property
     def risk(self):
@@ -67,13 +68,14 @@ class Step:
 
 
 class Plan:
-    __slots__ = ("intent", "line", "steps", "note", "answer", "source")
+    __slots__ = ("intent", "line", "steps", "note", "answer", "source", "think")
 
     def __init__(self, intent, line, steps=(), note="", answer=None, source="offline"):
         self.intent, self.line, self.steps = intent, line, list(steps)
         self.note = note              # said before the steps (e.g. what was not understood)
         self.answer = answer          # a reply that needs no call (help, explain)
         self.source = source          # "offline" or "model"
+        self.think = None             # a model plan's llm.think: {"thread": ..., "window": ...}
 
     @property
     def risky(self):

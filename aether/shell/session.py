@@ -28,6 +28,7 @@ import json
 
 from ..abi.protocol import AbiError, NotFound
 from . import planner, render, risk as risks
+from .model import window_lines as model_window_lines
 from .plan import Plan
 from .text import When
 
@@ -188,6 +189,9 @@ class Session:
             self._finish(goal, results, plan, "failed" if failed else "done",
                          f"step {results.index(failed[0]) + 1} failed: {failed[0][2]}" if failed
                          else f"{len(results)} step{'s' if len(results) != 1 else ''} done")
+        finally:
+            if self.model is not None and hasattr(self.model, "ran"):
+                self.model.ran(plan, results)       # the next think tells the model what came of it
         return plan
 
     def _ask(self, risky, steps):
@@ -354,6 +358,7 @@ class Session:
         for s, _res, err in extra:
             lines.append(f"  +  {s.says or s.signature()} ({'failed: ' + str(err) if err else 'done'})")
         lines.append(f"Outcome: {status}, {outcome}.")
+        lines += model_window_lines(getattr(last, "think", None))
         undoable = [s for s, res, err in results if err is None and s.undo is not None]
         lines.append(f"'undo' can reverse {len(undoable)} of its steps." if undoable
                      else "None of its steps can be undone.")
