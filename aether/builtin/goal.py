@@ -24,8 +24,12 @@ from its last committed turn when it starts again.
   again.  A risky call left in doubt by a crash is not retried: the model is
   told so.  Each call is also a step of the goal, added once (its description
   carries the call id).
-* **Risky calls** need a person's yes.  Until one can be asked for, they are
-  not run and the model is told why.
+* **Risky calls** (files.write over a file, files.delete, processes.signal,
+  fetch.url) need a person's yes: the agent asks (``agent.ask``: the shell shows
+  it on its prompt, the person answers ``approve N`` or ``deny N``) and runs the
+  call only when approved.  A denial or a timeout is told to the model and the
+  call is not run.  The yes is kept on the call's goal step, so a restart after
+  it does not ask again.
 
 With no model configured it records the goal as waiting and exits ``done``
 (status 125): nothing is guessed.  A spent budget, a failing endpoint or a
@@ -43,12 +47,13 @@ from ..client import Client
 
 DONE = 125
 TURNS = 12                   # answers with tool calls, at most, before the goal is given up
+ASK_TIMEOUT = 600.0          # seconds a person has to answer a risky call
 MAX_TOKENS = 256
 RESULT_CHARS = 1500
 BUSY_RETRIES = 5
 RULES = ("You are an agent on AetherOS with the goal given below. Use the tools to make progress; you "
-         "work inside your own directory {home}. Risky calls need a person's yes, which an agent cannot "
-         "give itself. When the goal is met or cannot be met, answer with a short report and no tool call.")
+         "work inside your own directory {home}. Risky calls are shown to a person, who may approve or deny "
+         "them. When the goal is met or cannot be met, answer with a short report and no tool call.")
 
 
 def main(args):
@@ -102,7 +107,7 @@ def find_goal(c, thread):
 
 def work(c, gid, thread):
     """Step until the model reports (done) or the goal cannot go on (failed); (outcome, status)."""
-    tools = [t for t in c.call("tool.list") if not t.get("risky")]
+    tools = c.call("tool.list")
     offered = {t["name"] for t in tools}
     busy = 0
     while True:
@@ -172,10 +177,11 @@ def run_once(c, gid, answer, i, call, offered):
     except ValueError:
         args = None
     refused = (None if name in offered and isinstance(args, dict) else
-               f"not run: {name} is not one of the tools offered (risky ones need a person's yes, "
-               "which an agent cannot give itself)" if name not in offered else
+               f"not run: {name} is not one of the tools offered" if name not in offered else
                "not run: its arguments are not a JSON object")
-    step = _step(c, gid, call_id, name, args if isinstance(args, dict) else call.get("arguments_json"))
+    step, approved = _step(c, gid, call_id, name, args if isinstance(args, dict) else call.get("arguments_json"))
+    if refused is None and _risky(name, args) and not approved:
+        refused = _ask(c, gid, step, name, args, answer["body"].get("content"))
     if refused:
         text, status = refused, "skipped"
     else:
@@ -195,15 +201,49 @@ def run_once(c, gid, answer, i, call, offered):
     return {"id": call["id"], "name": name, "content": text}
 
 
+def _risky(name, args):
+    from ..tools import is_risky
+    try:
+        return is_risky(name, args)
+    except Exception:  # noqa: BLE001 - an unknown tool or bad arguments: ask, never guess it is safe
+        return True
+
+
+def _ask(c, gid, step, name, args, reason):
+    """None when a person approved the call (kept on its step), else why it is not run."""
+    what = _printable(f"{name} {json.dumps(args, ensure_ascii=False)}")
+    why = _printable(reason or "") or "the model proposed it as a step toward the goal"
+    goal = c.call("ctx.goal", goal_id=gid)
+    try:
+        with Client(timeout=ASK_TIMEOUT + 30) as asker:
+            answer = asker.call("agent.ask", step=what[:200], why=why[:1000], timeout_s=ASK_TIMEOUT,
+                                details=_printable(f"goal {gid}: {goal.get('intent', '')}")[:4000])
+    except AbiError as e:
+        return f"not run: a person's yes could not be asked for ({e})"
+    if answer.get("state") != "approved":
+        return f"not run: the person's answer was {answer.get('state')}" + (
+            f" ({answer['note']})" if answer.get("note") else "")
+    if step is not None:
+        c.call("ctx.update_step", goal_id=gid, step=step, status="running",
+               outcome=f"approved by {answer.get('by') or 'a person'} (request {answer.get('id')})")
+    return None
+
+
+def _printable(text):
+    return "".join(ch if ch.isprintable() else " " for ch in text).strip()
+
+
 def _step(c, gid, call_id, name, args):
-    """The goal's step for this call (added once: its description carries the call id)."""
+    """(the goal's step for this call, whether a person already approved it): the step is added
+    once, its description carrying the call id."""
     mark = f"[{call_id}]"
     for s in c.call("ctx.goal", goal_id=gid).get("steps") or []:
         if s["description"].startswith(mark):
-            return s["n"]
+            ran = s["status"] in ("done", "failed")          # it went through before: the ledger answers
+            return s["n"], ran or (s.get("outcome") or "").startswith("approved by ")
     added = c.call("ctx.add_step", goal_id=gid,
                    description=f"{mark} {name} {json.dumps(args, ensure_ascii=False)}"[:500])
-    return added.get("n") or added.get("step")
+    return added.get("n") or added.get("step"), False
 
 
 def _clip(text):

@@ -279,30 +279,34 @@ def test_a_goal_agent_without_a_model_records_its_goal_as_waiting(aetherd):
         assert goals[0]["status"] == "open" and "no model is configured" in goals[0]["outcome"]
 
 
-def test_a_goal_agent_works_with_the_model_and_runs_only_safe_tools(tmp_path):
+def test_a_goal_agent_works_with_the_model_and_asks_before_a_risky_tool(tmp_path):
     with FakeOpenAI() as server:
         d = Aetherd(tmp_path, f"llm.endpoint = {server.url}\nllm.model = fake\n")
         try:
-            server.queue(Reply(content=None, tool_calls=[("clock_now", "{}"),      # offered
-                                                         ("files_delete", '{"path": "/tmp/x"}')]),   # not
-                         Reply(content="It is 10:00 UTC; nothing to delete."))
+            server.queue(Reply(content="I will check the time, then tidy up.",
+                               tool_calls=[("clock_now", "{}"),                            # safe: runs
+                                           ("files_delete", '{"path": "x"}')]),           # risky: asks
+                         Reply(content="It is 10:00 UTC; nothing was deleted."))
             with d.client() as c:
                 c.call("agent.spawn", manifest={"name": "clocky", "goal": "tell the time",
                                                 "program": "aether.builtin.goal:main", "restart": "never"})
+                asked = sleep_until(lambda: [r for r in c.call("agent.requests")["pending"]
+                                             if r["agent"] == "clocky"], 30)
+                assert asked[0]["step"].startswith("files.delete") and "tidy up" in asked[0]["why"]
+                c.call("agent.deny", id=asked[0]["id"], note="keep it")
             info = wait_rest(d, "clocky")
             assert info["last_exit"] == 125, info
             with d.client() as c:
                 goal = c.call("ctx.goals", scope="agent:clocky")[0]
-                assert goal["status"] == "done" and goal["outcome"] == "It is 10:00 UTC; nothing to delete."
+                assert goal["status"] == "done" and goal["outcome"] == "It is 10:00 UTC; nothing was deleted."
                 steps = c.call("ctx.goal", goal_id=goal["id"])["steps"]
-                assert [s["description"].split()[1] for s in steps] == ["clock.now", "files_delete"]
+                assert [s["description"].split()[1] for s in steps] == ["clock.now", "files.delete"]
                 assert [s["status"] for s in steps] == ["done", "skipped"]
                 assert c.call("agent.inspect", name="clocky")["context"]["used_tokens"] == 36   # 2 x 18
             second = server.requests[1].json["messages"]
             results = {m["tool_call_id"]: m["content"] for m in second if m["role"] == "tool"}
             assert '"uptime"' in results["call_fake_0"]
-            assert results["call_fake_1"].startswith("not run: files_delete is not one of the tools offered")
-            assert "files_delete" not in {t["function"]["name"] for t in server.requests[0].json["tools"]}
+            assert results["call_fake_1"].startswith("not run: the person's answer was denied (keep it)")
         finally:
             d.stop()
 
