@@ -18,7 +18,7 @@ import os
 import sys
 
 from . import config, sysinfo
-from .abi import identity, methods as abi_methods
+from .abi import calls as abi_calls, identity
 from .abi.server import Server
 from .agent import manifest as manifests
 from .agent.supervisor import Supervisor, make_cgroups
@@ -47,7 +47,7 @@ class Daemon:
         self.loop = Loop(on_error=lambda e: log.exception("internal error", e))
         self.reaper = Reaper(log)
         self.events = Events()
-        self.methods = abi_methods.table()
+        self.methods = abi_calls.table()
         self.socket_path = os.path.join(run_dir, "abi.sock")
         self.server = Server(self.loop, self.methods, log, self)
         self.events.subscribers.append(self.server.publish)
@@ -128,6 +128,11 @@ class Daemon:
             self.supervisor.durable.restore()      # agents spawned through the ABI (agent/persist.py)
         except Exception as e:  # noqa: BLE001 - a bug in restoring agents must not keep the ABI down
             self.log.exception("recorded agents not restored", e)
+        try:
+            from .packages import deploy
+            deploy.restore(self)                   # deployed agent packages (agents/<name>/record.json)
+        except Exception as e:  # noqa: BLE001 - a bug in restoring packages must not keep the ABI down
+            self.log.exception("deployed agents not restored", e)
         self.log.info(f"serving the agent ABI on {self.socket_path}"
                       + (f" and {self.host_port}" if self.host_port else ""))
 

@@ -4,13 +4,19 @@ It talks to aetherd over the virtio-serial channel ``make run`` attaches
 (QEMU's end is the Unix socket out/run/ctl.sock), or to any ABI socket.
 
     aetherctl status                    machine and agent summary
-    aetherctl agents                    the agent table
+    aetherctl agents [--versions]       the agent table (--versions: deployed packages' versions)
     aetherctl inspect NAME              one agent in detail
     aetherctl spawn FILE.toml           declare and start an agent from a manifest
     aetherctl stop|start|restart NAME
     aetherctl logs NAME [LINES]         an agent's recent output
     aetherctl events [KIND...]          follow the event stream (Ctrl-C ends)
     aetherctl call METHOD [JSON]        any ABI method, params as a JSON object
+    aetherctl pack DIR [--out DIR] [--find-links DIR] [--no-index]
+                                        make NAME-VERSION.aether of a package directory
+                                        (docs/agents.md); no VM needed
+    aetherctl deploy FILE.aether|DIR    upload, install and start a package (the same
+                                        version again changes nothing)
+    aetherctl rollback NAME             make the version before the current one current
     aetherctl shell                     the intent shell, on this terminal
     aetherctl intent [--yes] "GOAL"     plan and run one goal; print plan and outcome
                                         (risky steps run only with --yes; exit 0 when
@@ -50,6 +56,8 @@ def status(c, args):
 
 
 def agents(c, args):
+    if args == ["--versions"]:
+        return _versions(c.call("package.list"))
     return _table(c.call("agent.list"), ["name", "state", "pid", "parent", "starts", "last_exit", "reason"])
 
 
@@ -103,6 +111,60 @@ def call(c, args):
     return json.dumps(c.call(args[0], **params), indent=2)
 
 
+def _versions(rows):
+    out = []
+    for row in rows:
+        if "problem" in row:
+            out.append(f"{row['name']}: {row['problem']}")
+            continue
+        out.append(f"{row['name']}: current {row['current'] or '-'} ({row['state'] or 'not running'})")
+        for v in row["versions"]:
+            mark = "*" if v["version"] == row["current"] else " "
+            out.append(f"  {mark} {v['version']:<10} {v['sha256'][:12]}  {v['size']:>9} B  {v['status']}")
+    return "\n".join(out) or "no packages deployed"
+
+
+def deploy(c, args):
+    from .packages import format as fmt
+    from .packages.upload import upload
+    try:
+        result = upload(c, _one(args, "FILE.aether or DIR"))
+    except fmt.PackageError as e:
+        raise SystemExit(f"aetherctl deploy: {e}")
+    return result["message"]
+
+
+def rollback(c, args):
+    from .packages.upload import COMMIT_TIMEOUT
+    c.sock.settimeout(COMMIT_TIMEOUT)
+    return c.call("package.rollback", name=_one(args, "NAME"))["message"]
+
+
+def pack(args):
+    """aetherctl pack DIR [--out DIR] [--find-links DIR] [--no-index]: no connection needed."""
+    from .packages import format as fmt
+    from .packages.vendor import pack_with_requires
+    opts = {"--out": None, "--find-links": None}
+    rest, no_index = [], False
+    while args:
+        arg = args.pop(0)
+        if arg in opts and args:
+            opts[arg] = args.pop(0)
+        elif arg == "--no-index":
+            no_index = True
+        else:
+            rest.append(arg)
+    if len(rest) != 1:
+        raise SystemExit("aetherctl pack: expected one package directory, e.g. aetherctl pack my-agent/")
+    try:
+        path, digest = pack_with_requires(rest[0], opts["--out"], opts["--find-links"], no_index)
+    except (fmt.PackageError, OSError) as e:
+        print(f"aetherctl pack: {e}", file=sys.stderr)
+        return 1
+    print(f"{path}  sha256 {digest}")
+    return 0
+
+
 def _one(args, what):
     if len(args) != 1:
         raise SystemExit(f"aetherctl: expected {what}")
@@ -111,7 +173,8 @@ def _one(args, what):
 
 COMMANDS = {"status": status, "agents": agents, "inspect": inspect, "spawn": spawn,
             "stop": _verb("agent.stop"), "start": _verb("agent.start"),
-            "restart": _verb("agent.restart"), "logs": logs, "events": events, "call": call}
+            "restart": _verb("agent.restart"), "logs": logs, "events": events, "call": call,
+            "deploy": deploy, "rollback": rollback}
 
 
 def main(argv=None):
@@ -121,6 +184,8 @@ def main(argv=None):
         i = argv.index("--socket")
         path = argv[i + 1] if i + 1 < len(argv) else path
         del argv[i:i + 2]
+    if argv and argv[0] == "pack":
+        return pack(argv[1:])
     if argv and argv[0] in ("shell", "intent"):
         return _shell(path, argv)
     if not argv or argv[0] not in COMMANDS:

@@ -1,4 +1,7 @@
-"""The ABI's method table: name -> Method (schema, who may call it, handler).
+"""What an ABI method is: Method (schema, who may call it, handler) and the access levels.
+
+The table of every method is built in aether/abi/calls/__init__.py, from the
+namespaces there; they import this module, and it imports none of them.
 
 Access levels, checked here for every call (handlers never re-decide them):
 
@@ -61,13 +64,3 @@ def obj(required=(), **props):
 
 
 NAME = {"type": "string", "minLength": 1, "maxLength": 32, "description": "an agent's name"}
-
-
-def table():
-    """Every method, by name."""
-    from .calls import agent, ask, ctx, llm, sys, think, tool
-    methods = {}
-    for module in (sys, agent, ask, tool, llm, ctx, think):
-        for m in module.METHODS:
-            methods[m.name] = m
-    return methods

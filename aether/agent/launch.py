@@ -11,6 +11,7 @@ fresh interpreter is what keeps spawn-to-running fast on a slow CPU.
 
 import importlib  # loaded here, before a child drops privileges: it may not read the stdlib's path
 import os
+import sys
 import traceback  # likewise: reporting an agent's crash must not need an import at that moment
 
 from .. import spawn as _spawn
@@ -22,17 +23,19 @@ STARTED_MARK = b"\0"
 class LaunchSpec:
     """What one start of an agent needs.  net: the manifest grants ``net`` (no network
     namespace of its own); confined: false only with the ``unconfined`` grant (no Landlock,
-    no namespace); strict: refuse to start it unconfined otherwise (the image)."""
+    no namespace); strict: refuse to start it unconfined otherwise (the image); package:
+    the installed directory of a deployed package (aether/packages/): the child may read it,
+    and it (and its vendor/) go first on that child's import path."""
 
     __slots__ = ("program", "args", "env", "procs_file", "uid", "gid", "home", "out_fd", "name",
-                 "net", "confined", "strict")
+                 "net", "confined", "strict", "package")
 
     def __init__(self, program, args, env, procs_file, uid, gid, home, out_fd, name,
-                 net=False, confined=True, strict=True):
+                 net=False, confined=True, strict=True, package=None):
         self.program, self.args, self.env = program, list(args), dict(env)
         self.procs_file, self.uid, self.gid, self.home = procs_file, uid, gid, home
         self.out_fd, self.name, self.net, self.strict = out_fd, name, net, strict
-        self.confined = confined
+        self.confined, self.package = confined, package
 
 
 class LaunchError(Exception):
@@ -107,6 +110,8 @@ def _child(spec, w, confinement):
     if os.getpriority(os.PRIO_PROCESS, 0) != 0 and os.geteuid() == 0:
         os.setpriority(os.PRIO_PROCESS, 0, 0)      # CPU share comes from the cgroup, not nice
     rules = confine.prepare(confinement, spec.home, spec.program, spec.net) if spec.confined else None
+    if rules is not None and spec.package:
+        rules.allow(spec.package, confine.READ)
     if spec.uid != os.getuid():
         os.setgroups([])
         os.setgid(spec.gid)
@@ -124,6 +129,8 @@ def _child(spec, w, confinement):
     if spec.program.startswith("/"):
         os.execve(spec.program, [spec.program, *spec.args], spec.env)
     module, _, function = spec.program.partition(":")
+    if spec.package:             # a deployed package: its code and vendored dependencies, for this agent only
+        sys.path[:0] = [spec.package, os.path.join(spec.package, "vendor")]
     target = getattr(importlib.import_module(module), function)   # as the agent, not as root
     os.write(w, STARTED_MARK)
     os.close(w)

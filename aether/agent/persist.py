@@ -12,7 +12,8 @@ ledger keeps it in the context store (aether/broker/spend.py), and a durable
 child's account is kept there across the restart instead of being folded back.
 
 Boot-manifest agents (owners ``image`` and ``system``) have no record: their
-manifests declare them again at every boot.
+manifests declare them again at every boot; nor have deployed packages (owner
+``package``): their own record declares them (aether/packages/install.py).
 
 Records are written like the name registry (aether/agent/names.py): a
 temporary file, fsync, rename, fsync of the directory, so a record answered
@@ -218,7 +219,7 @@ class Durable:
 
     def durable(self, owner):
         from .names import BOOT
-        return owner not in BOOT
+        return owner not in BOOT and owner != "package"     # packages: agents/<name>/record.json
 
     def declared(self, agent, owner):
         """A new agent: written before the spawn is answered (AgentError when it cannot be)."""

@@ -268,7 +268,7 @@ class Supervisor:
                "AETHER_SOCKET": self.socket_path, **m.env}
         spec = _launch.LaunchSpec(m.program, m.args, env, procs_file, uid, gid, home, w, agent.name,
                                   net="net" in m.grant, confined="unconfined" not in m.grant,
-                                  strict=self.own_uids)
+                                  strict=self.own_uids, package=getattr(agent, "package", None))
         try:
             pid, handshake = _launch.launch(spec)
         except BaseException:
@@ -367,14 +367,14 @@ class Supervisor:
                                          f"(state {self.agents[manifest.name].state})")
         lineage = [manifest.name]
         if parent is not None:
-            owner = f"agent:{self._get(parent).name}"
+            owner = f"agent:{self.get(parent).name}"
         owner = owner or spawned_by or "system"
         try:
             self.names.check(manifest.name, owner, reclaim=reclaim)     # whose name it is, first
         except NameRefused as e:
             raise AgentError(e.kind, str(e)) from None
         if parent is not None:
-            owner_agent = self._get(parent)
+            owner_agent = self.get(parent)
             manifest = bounds.inherit(owner_agent, manifest)
             manifest = self._carve(owner_agent, manifest, spend_kept=restored and self._kept(manifest, parent))
             lineage = owner_agent.lineage + [manifest.name]
@@ -447,7 +447,8 @@ class Supervisor:
         except (Exhausted, LedgerError) as e:
             raise AgentError("budget", str(e)) from None
 
-    def _get(self, name):
+    def get(self, name):
+        """The agent named ``name``; AgentError("not_found") naming the known ones otherwise."""
         agent = self.agents.get(name)
         if agent is None:
             known = ", ".join(sorted(self.agents)) or "none"
@@ -455,13 +456,13 @@ class Supervisor:
         return agent
 
     def start(self, name):
-        self._get(name).stopped_on_purpose = False
-        self._get(name).handle(START)
+        self.get(name).stopped_on_purpose = False
+        self.get(name).handle(START)
         self._admit()                    # answer with the state admission leads to
 
     def stop(self, name, reason="request"):
         """Stop an agent and its whole subtree (children first)."""
-        agent = self._get(name)
+        agent = self.get(name)
         for child in list(agent.children):
             if child in self.agents:
                 self.stop(child, "parent" if reason in ON_PURPOSE else reason)
@@ -471,14 +472,14 @@ class Supervisor:
         self.durable.changed(agent)
 
     def restart(self, name):
-        agent = self._get(name)
+        agent = self.get(name)
         if agent.state in ACTIVE:
             self.stop(name)
         agent.stopped_on_purpose = False
         agent.handle(START)
 
     def remove(self, name):
-        agent = self._get(name)
+        agent = self.get(name)
         if agent.state not in RESTING:
             raise AgentError("conflict", f"{name} is {agent.state}; stop it before removing it")
         for child in list(agent.children):
@@ -491,7 +492,7 @@ class Supervisor:
             self.agents[agent.parent].children.remove(name)
 
     def heartbeat(self, name):
-        self._get(name).heartbeat()
+        self.get(name).heartbeat()
 
     def stop_all(self):
         self.shutting_down = True
@@ -511,7 +512,7 @@ class Supervisor:
         raise them.  Whoever asks, a child's limits stay within its parent's (its memory within
         what the parent has not given its other children), a parent's memory never drops below
         what its children hold, and a top-level agent's memory fits in the machine's pool."""
-        agent = self._get(name)
+        agent = self.get(name)
         m = agent.manifest
         previous = {"memory": m.limits_memory, "cpu_percent": m.limits_cpu * 100 if m.limits_cpu else None,
                     "pids": m.limits_pids}
@@ -545,7 +546,7 @@ class Supervisor:
                 "think": self.think_view(principal) if self.think_view else None}
 
     def inspect(self, name):
-        agent = self._get(name)
+        agent = self.get(name)
         m = agent.manifest
         info = {
             "name": agent.name, "state": agent.state, "reason": agent.reason, "pid": agent.pid,
@@ -570,7 +571,7 @@ class Supervisor:
                 for a in self.agents.values()]
 
     def recent_output(self, name, lines):
-        self._get(name)
+        self.get(name)
         return list(self.logs[name])[-lines:]
 
     # -- plumbing ---------------------------------------------------------------------

@@ -1,0 +1,441 @@
+"""aetherd's side of agent packages: uploads, switching versions, rollback, restore at start.
+
+An upload (``package.begin`` / ``package.chunk`` / ``package.commit``, the privileged
+only: aether/abi/calls/package.py) is bounded everywhere a peer could push:
+
+* its size is declared first and must be at most MAX_BYTES and fit in what the data
+  partition has free beyond the system's reserve (twice: the staged archive and the
+  unpacked files);
+* one upload per caller at a time, MAX_UPLOADS in all; each chunk must come at the
+  offset where the last one ended, and nothing past the declared size is taken;
+* an upload not committed within UPLOAD_SECONDS, or whose connection closes, is dropped;
+* it is staged in ``system/uploads/`` (root's, 0700: no agent can reach it), in a file
+  created ``O_EXCL``, and its sha256 must be the one declared at the start.
+
+Commit verifies every hash (format.unpack), checks the manifest, the name's owner and
+the disk space, installs the version (install.py), then switches: the running version
+is stopped (with its stop timeout) and removed from the table, the new one declared
+(owner ``package``) and started, and the record's ``current`` replaced durably.  The
+answer waits until the new version runs or fails; a version that fails to start (an
+import error, a crash loop that ends ``failed``) is rolled back to the previous one,
+with an alert that says why.  Deployed agents are declared again at every start of
+aetherd from their records (``restore``).
+"""
+
+import base64
+import hashlib
+import os
+import time
+
+from ..agent.layout import ensure_dir
+from ..states import EXITED, FAILED, RESTING, RUNNING
+from . import format as fmt
+from .install import InstallError, Installed, free_bytes, version_key
+
+MAX_BYTES = 64 << 20           # one package archive
+MAX_UPLOADS = 2                # at once, machine-wide
+CHUNK_BYTES = 512 << 10        # raw bytes of one chunk (base64 keeps the frame under 1 MiB)
+UPLOAD_SECONDS = 300.0
+START_WAIT = 30.0              # seconds a commit or rollback waits for the new version to run
+POLL = 0.05
+OWNER = "package"
+
+
+class DeployError(Exception):
+    """A deploy step is refused; ``kind`` maps to an ABI error (invalid, conflict, ...)."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+class Upload:
+    def __init__(self, principal, conn, path, fd, size, sha256, deadline):
+        self.principal, self.conn, self.path, self.fd = principal, conn, path, fd
+        self.size, self.sha256, self.deadline = size, sha256, deadline
+        self.received, self.hash = 0, hashlib.sha256()
+
+    def drop(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class Deployer:
+    """One per aetherd (``d.packages``): its uploads and its view of agents/ on the data partition."""
+
+    def __init__(self, d):
+        self.d, self.sup = d, d.supervisor
+        self.installed = Installed(d.data_dir)
+        self.uploads = {}
+        self.busy = set()                # agents being switched: one switch at a time each
+        self.staging = os.path.join(self.sup.layout.system, "uploads")
+        d.events.subscribers.append(self._on_event)
+        d.server.on_close.append(self._on_close)
+
+    # -- uploads -----------------------------------------------------------------------
+
+    def begin(self, caller, conn, size, sha256):
+        if caller.principal in self.uploads:
+            raise DeployError("conflict", f"{caller.principal} has an upload in progress; one at a time "
+                                          "(package.abort ends it)")
+        if len(self.uploads) >= MAX_UPLOADS:
+            raise DeployError("busy", f"{MAX_UPLOADS} uploads are in progress; try again when one ends")
+        if size > MAX_BYTES:
+            raise DeployError("invalid", f"the package is {size} bytes; at most {MAX_BYTES} "
+                                         f"({MAX_BYTES >> 20} MiB) may be deployed: vendor fewer dependencies")
+        self._ready()
+        self._check_space(2 * size, f"a package of {size} bytes (staged, then unpacked)")
+        path = os.path.join(self.staging, f"{os.urandom(8).hex()}.part")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        upload = Upload(caller.principal, conn, path, fd, size, sha256, time.monotonic() + UPLOAD_SECONDS)
+        self.uploads[caller.principal] = upload
+        self.d.loop.call_later(UPLOAD_SECONDS, lambda: self._expire(upload))
+        return {"chunk_bytes": CHUNK_BYTES, "expires_s": UPLOAD_SECONDS, "size": size}
+
+    def chunk(self, caller, offset, data):
+        upload = self._upload(caller)
+        if offset != upload.received:
+            self._drop(upload)
+            raise DeployError("invalid", f"chunk at offset {offset}, expected {upload.received}: chunks "
+                                         "come in order; the upload is dropped (begin again)")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except ValueError:
+            self._drop(upload)
+            raise DeployError("invalid", "chunk data is not base64; the upload is dropped") from None
+        if upload.received + len(raw) > upload.size:
+            self._drop(upload)
+            raise DeployError("invalid", f"the chunks pass the declared size of {upload.size} bytes; "
+                                         "the upload is dropped")
+        view = memoryview(raw)
+        while view:
+            view = view[os.write(upload.fd, view):]
+        upload.hash.update(raw)
+        upload.received += len(raw)
+        return {"received": upload.received, "size": upload.size}
+
+    def abort(self, caller):
+        upload = self.uploads.get(caller.principal)
+        if upload is None:
+            return {"aborted": False}
+        self._drop(upload)
+        return {"aborted": True}
+
+    def _upload(self, caller):
+        upload = self.uploads.get(caller.principal)
+        if upload is None:
+            raise DeployError("conflict", f"{caller.principal} has no upload in progress (package.begin first)")
+        return upload
+
+    def _drop(self, upload):
+        if self.uploads.get(upload.principal) is upload:
+            del self.uploads[upload.principal]
+        upload.drop()
+
+    def _expire(self, upload):
+        if self.uploads.get(upload.principal) is upload:
+            self.sup.log.warning(f"packages: the upload of {upload.principal} was not committed within "
+                                 f"{UPLOAD_SECONDS:g}s; dropped")
+            self._drop(upload)
+
+    def _on_close(self, conn):
+        for upload in [u for u in self.uploads.values() if u.conn is conn]:
+            self._drop(upload)
+
+    def _ready(self):
+        if self.sup.broken or not self.sup.layout.migrated():
+            why = self.sup.broken or "the data partition's layout is not in place"
+            raise DeployError("unavailable", f"packages cannot be installed: {why}")
+        try:
+            ensure_dir(self.staging, 0o700)
+            self.installed.prepare()
+        except (OSError, InstallError) as e:
+            raise DeployError("unavailable", f"packages cannot be installed: {e}") from None
+
+    def _check_space(self, needed, what):
+        free = free_bytes(self.installed.root if os.path.isdir(self.installed.root) else self.d.data_dir)
+        if needed > free:
+            raise DeployError("unavailable", f"too big for the data partition: {what} needs {needed} bytes, "
+                                             f"{free} are free beyond the system's reserve; remove old "
+                                             "versions or agents' files, or use a larger data disk")
+
+    # -- commit ------------------------------------------------------------------------
+
+    def commit(self, caller, answer):
+        """Verify, install and switch; ``answer(result, error)`` once the new version runs or fails."""
+        upload = self._upload(caller)
+        del self.uploads[upload.principal]
+        try:
+            os.close(upload.fd)
+            upload.fd = None
+            if upload.received != upload.size:
+                raise DeployError("invalid", f"{upload.received} of {upload.size} bytes arrived; send the "
+                                             "rest before package.commit")
+            if upload.hash.hexdigest() != upload.sha256:
+                raise DeployError("invalid", f"hash mismatch: the upload hashes to {upload.hash.hexdigest()}, "
+                                             f"package.begin declared {upload.sha256}; send it again")
+            index, pm, fresh = self._install(upload.path)
+        finally:
+            upload.drop()
+        self._deploy(caller.principal, index, pm, fresh, answer)
+
+    def _install(self, path):
+        origin = "the package"
+        try:
+            with open(path, "rb") as f:
+                index, pm = fmt.unpack(f, origin)
+        except fmt.PackageError as e:
+            raise DeployError("invalid", f"package refused: {e}") from None
+        self._check_owner(pm.name)
+        record = self._record(pm.name)
+        known = record["versions"].get(pm.version)
+        if known is not None:
+            if known["sha256"] != index.sha256:
+                raise DeployError("conflict", f"{pm.label} is installed already with other contents "
+                                              f"(sha256 {known['sha256'][:12]}, this one {index.sha256[:12]}); "
+                                              "bump version in agent.toml and pack again")
+            return index, pm, False
+        self._check_space(index.size + (1 << 20), f"{pm.label} ({index.size} bytes unpacked)")
+        try:
+            with open(path, "rb") as f:
+                pm = self.installed.install(f, origin, index)
+        except fmt.PackageError as e:
+            raise DeployError("invalid", f"package refused: {e}") from None
+        except (OSError, InstallError) as e:
+            raise DeployError("unavailable", f"{pm.label} could not be installed: {e}") from None
+        record["versions"][pm.version] = {"sha256": index.sha256, "size": index.size,
+                                          "installed_at": round(time.time(), 3), "status": "installed"}
+        self._save(record)
+        return index, pm, True
+
+    def _check_owner(self, name):
+        owner = self.sup.names.owner(name)
+        if owner not in (None, OWNER):
+            raise DeployError("conflict", f"the name {name!r} belongs to {owner} (an agent not deployed as a "
+                                          "package); choose another name in agent.toml")
+
+    def _deploy(self, principal, index, pm, fresh, answer):
+        name, record = pm.name, self._record(pm.name)
+        agent = self.sup.agents.get(name)
+        if record["current"] == pm.version and agent is not None and agent.state not in RESTING and not fresh:
+            return answer({"name": name, "version": pm.version, "sha256": index.sha256, "changed": False,
+                           "state": agent.state,
+                           "message": f"{pm.label} is installed and current already: nothing to do"}, None)
+        previous = record["current"]
+        self.switch(name, pm.version, principal, reason=f"deployed by {principal}",
+                    answer=answer, trial_from=previous)
+
+    # -- switching ---------------------------------------------------------------------
+
+    def switch(self, name, version, principal, reason, answer, trial_from=None, rollback=False):
+        """Stop the running version, make ``version`` current and start it; answer when it runs
+        or has failed (then the version before comes back, if there is one)."""
+        if name in self.busy:
+            return answer(None, DeployError("conflict", f"{name} is being switched already; wait for it"))
+        self.busy.add(name)
+        agent = self.sup.agents.get(name)
+        if agent is not None and agent.state not in RESTING:
+            self.sup.stop(name, "deploy")
+        deadline = time.monotonic() + self.sup.stop_timeout + 10
+
+        def stopped():
+            current = self.sup.agents.get(name)
+            if current is not None and current.state not in RESTING and time.monotonic() < deadline:
+                return self.d.loop.call_later(POLL, stopped)
+            try:
+                self._start(name, version, principal, trial_from, rollback)
+            except DeployError as e:
+                self.busy.discard(name)
+                return answer(None, e)
+            self._await_start(name, version, reason, answer, deadline=time.monotonic() + START_WAIT)
+        stopped()
+
+    def _start(self, name, version, principal, trial_from, rollback):
+        try:
+            pm = self.installed.load(name, version)
+        except InstallError as e:
+            raise DeployError("unavailable", str(e)) from None
+        if name in self.sup.agents:
+            if self.sup.agents[name].state not in RESTING:
+                raise DeployError("conflict", f"{name} did not stop; {version} was not started")
+            self.sup.remove(name)
+        record = self._record(name)
+        if not rollback:
+            record["history"] = [v for v in record["history"] if v != version] + [version]
+            record["rollback_to"] = trial_from if trial_from != version else None
+        record["current"] = version
+        self.installed.prune(record)
+        self._save(record)
+        self._declare(pm, version, principal)
+
+    def _declare(self, pm, version, principal):
+        from ..agent.errors import AgentError
+        try:
+            agent = self.sup.declare(pm.manifest, spawned_by=principal, owner=OWNER)
+        except AgentError as e:
+            raise DeployError(e.kind, f"{pm.label} cannot be declared: {e}") from None
+        agent.package = self.installed.version_dir(pm.name, version)
+        agent.package_version = version
+        self.sup.start(pm.name)
+
+    def _await_start(self, name, version, reason, answer, deadline):
+        agent = self.sup.agents.get(name)
+        state = agent.state if agent is not None else None
+        if state not in (RUNNING, EXITED, *RESTING) and time.monotonic() < deadline:
+            return self.d.loop.call_later(POLL, lambda: self._await_start(name, version, reason, answer,
+                                                                          deadline))
+        self.busy.discard(name)
+        if state in (RUNNING, EXITED) or state not in RESTING:
+            self._mark(name, version, "ok" if state in (RUNNING, EXITED) else "installed")
+            return answer({"name": name, "version": version, "changed": True, "state": state,
+                           "message": f"{name}-{version} is current ({reason}): {state}"}, None)
+        why = self._why(agent)
+        back = self._fail_version(name, version, why)
+        text = f"{name}-{version} failed to start: {why}"
+        if back:
+            self.switch(name, back, "system", reason=f"rolled back: {version} failed",
+                        answer=lambda _r, _e: None, rollback=True)
+            text += f"; {back} is started again"
+        else:
+            text += "; there is no earlier version to return to"
+        self._alert(name, text)
+        answer(None, DeployError("failed", text))
+
+    def _why(self, agent):
+        if agent is None:
+            return "it left the table"
+        logs = list(self.sup.logs.get(agent.name, ()))[-3:]
+        return (agent.reason or agent.last_error or agent.state) + (f" (last output: {' | '.join(logs)})"
+                                                                    if logs else "")
+
+    def _fail_version(self, name, version, why):
+        """Mark version failed; returns the version to go back to (None: none), made current."""
+        record = self._record(name)
+        back = record.get("rollback_to")
+        record["versions"][version]["status"] = f"failed: {why[:300]}"
+        record["history"] = [v for v in record["history"] if v != version]
+        record["rollback_to"] = None
+        record["current"] = back
+        if back is None and name in self.sup.agents and self.sup.agents[name].state in RESTING:
+            self.sup.remove(name)
+        self._save(record)
+        return back
+
+    def _on_event(self, event):
+        """A deployed version that ends ``failed`` later (a crash loop) is rolled back, once."""
+        if event.get("kind") != "agent.state" or event.get("state") != FAILED:
+            return
+        name = event.get("agent")
+        agent = self.sup.agents.get(name)
+        if agent is None or name in self.busy or getattr(agent, "package_version", None) is None:
+            return
+        self.d.loop.call_soon(lambda: self._crashed(name, agent.package_version))
+
+    def _crashed(self, name, version):
+        agent = self.sup.agents.get(name)
+        if name in self.busy or agent is None or agent.state != FAILED:
+            return
+        try:
+            record = self._record(name)
+        except DeployError:
+            return
+        if record["current"] != version or not record.get("rollback_to"):
+            return
+        why = self._why(agent)
+        back = self._fail_version(name, version, why)
+        self._alert(name, f"{name}-{version} failed within its intensity window ({why}): rolled back to {back}")
+        self.switch(name, back, "system", reason=f"rolled back: {version} failed",
+                    answer=lambda _r, _e: None, rollback=True)
+
+    # -- rollback, listing, restore ------------------------------------------------------
+
+    def rollback(self, caller, name, answer):
+        record = self._record(name)
+        if record["current"] is None or len(record["history"]) < 2:
+            raise DeployError("conflict", f"{name} has no earlier version to return to "
+                                          f"(installed: {', '.join(self._sorted(record)) or 'none'})")
+        current, back = record["current"], record["history"][-2]
+        record["history"] = [v for v in record["history"] if v != current]
+        record["rollback_to"] = None
+        record["versions"][current]["status"] = f"rolled back by {caller.principal}"
+        self._save(record)
+        self.switch(name, back, caller.principal, reason=f"rolled back from {current} by {caller.principal}",
+                    answer=answer, rollback=True)
+
+    def listing(self):
+        out = []
+        for name in self.installed.names():
+            try:
+                record = self._record(name)
+            except DeployError as e:
+                out.append({"name": name, "problem": str(e)})
+                continue
+            agent = self.sup.agents.get(name)
+            out.append({"name": name, "current": record["current"], "state": agent.state if agent else None,
+                        "rollback_to": record.get("rollback_to"), "history": record["history"],
+                        "versions": [{"version": v, **record["versions"][v]} for v in self._sorted(record)]})
+        return out
+
+    def restore(self):
+        """Declare and start the current version of every deployed agent (aetherd's start)."""
+        try:
+            self.installed.clear_staging()
+        except OSError as e:
+            self.sup.log.warning(f"packages: staging directories not cleared: {e}")
+        for name in self.installed.names():
+            try:
+                record = self._record(name)
+                if record["current"] and name not in self.sup.agents:
+                    self._declare(self.installed.load(name, record["current"]), record["current"], "system")
+            except (DeployError, InstallError) as e:
+                self._alert(name, f"deployed agent {name} not started: {e}")
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    @staticmethod
+    def _sorted(record):
+        return sorted(record["versions"], key=version_key)
+
+    def _record(self, name):
+        try:
+            return self.installed.record(name)
+        except InstallError as e:
+            raise DeployError("unavailable", str(e)) from None
+
+    def _save(self, record):
+        try:
+            self.installed.save(record)
+        except InstallError as e:
+            raise DeployError("unavailable", str(e)) from None
+
+    def _mark(self, name, version, status):
+        try:
+            record = self._record(name)
+            if version in record["versions"] and not record["versions"][version]["status"].startswith("failed"):
+                record["versions"][version]["status"] = status
+                self._save(record)
+        except DeployError as e:
+            self.sup.log.warning(f"packages: {e}")
+
+    def _alert(self, name, message):
+        self.sup.log.warning(f"packages: {message}")
+        self.sup.publish({"kind": "alert", "level": "critical", "message": message, "agent": name,
+                          "source": "aetherd", "data": None})
+
+
+def of(d):
+    """The daemon's Deployer, made on first use."""
+    deployer = getattr(d, "packages", None)
+    if deployer is None:
+        deployer = d.packages = Deployer(d)
+    return deployer
+
+
+def restore(d):
+    """At aetherd's start, after the boot manifests and the durable agents."""
+    of(d).restore()
