@@ -4,7 +4,7 @@ virtio-serial port for the host.
 Every connection has a Caller (identity.py), a frame reader, a queue of frames
 waiting their turn, an output buffer written as the peer drains it, and
 optional event subscriptions.  A handler returns a result, raises an AbiError,
-or returns ``Deferred`` and answers later; anything else it raises becomes an
+or returns a ``Deferred`` (deferred.py) and answers later; anything else it raises becomes an
 ``internal`` error and is logged: no input can take aetherd down.
 
 No peer can starve or exhaust the others (docs/security.md, "The ABI loop"):
@@ -34,6 +34,7 @@ import os
 import struct
 
 from . import identity
+from .deferred import Deferred
 from .protocol import (AbiError, FrameReader, Internal, MethodNotFound, TooLarge, Unavailable, encode,
                        parse_request)
 
@@ -57,24 +58,6 @@ NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 SO_PEERCRED = 17
 UCRED = struct.Struct("iII")
 HOST_RETRY = 1.0          # seconds between looks at a host port nobody has opened
-
-
-class Deferred:
-    """A handler's promise to answer later: call ``resolve(result)`` or ``fail(error)``."""
-
-    def __init__(self):
-        self._done = None
-
-    def bind(self, done):
-        self._done = done
-
-    def resolve(self, result):
-        if self._done:
-            self._done(result, None)
-
-    def fail(self, error):
-        if self._done:
-            self._done(None, error)
 
 
 class Connection:

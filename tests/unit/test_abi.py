@@ -143,7 +143,7 @@ def test_a_run_of_blank_lines_is_dropped_in_one_step():
 
 
 def test_method_schemas_are_well_formed():
-    from aether.abi.methods import table
+    from aether.abi.calls import table
     for method in table().values():
         check_schema(method.params, f"{method.name}.params")
 

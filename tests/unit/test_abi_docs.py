@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from aether.abi.methods import table
+from aether.abi.calls import table
 from aether.abi.protocol import ERRORS
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "abi.md").read_text()

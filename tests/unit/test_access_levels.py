@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from aether.abi.identity import HOST, Caller, from_peer
-from aether.abi.methods import ANY, PUBLIC, Method, table
+from aether.abi.calls import table
+from aether.abi.methods import ANY, PUBLIC, Method
 from aether.abi.protocol import PermissionDenied
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "abi.md").read_text()

@@ -7,7 +7,7 @@ import pytest
 
 from aether.abi import identity
 from aether.abi.calls import ask as asks
-from aether.abi.methods import table
+from aether.abi.calls import table
 from aether.abi.protocol import Busy, Conflict, InvalidParams, NotFound, PermissionDenied
 from aether.abi.server import Deferred
 from aether.events import Events

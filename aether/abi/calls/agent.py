@@ -30,7 +30,7 @@ def owns(d, caller, name):
 
 
 def _owned(d, caller, name, action):
-    _call(d.supervisor._get, name)
+    _call(d.supervisor.get, name)
     if not owns(d, caller, name):
         raise PermissionDenied(f"{caller.principal} may not {action} agent {name!r}: "
                                "an agent acts only on itself and the agents it spawned")

@@ -35,7 +35,7 @@ import time
 
 from ..methods import AGENT, PRIVILEGED, Method, obj
 from ..protocol import Busy, Conflict, InvalidParams, NotFound, PermissionDenied
-from ..server import Deferred
+from ..deferred import Deferred
 
 MAX_PER_AGENT = 4            # requests one agent may have waiting at once
 MAX_PENDING = 64             # requests waiting across the machine

@@ -21,7 +21,7 @@ import os
 from ..methods import ANY, PRIVILEGED, PUBLIC, Method, obj
 from ..protocol import (BudgetExhausted, Conflict, Internal, InvalidParams, NotFound, PermissionDenied,
                         Unavailable)
-from ..server import Deferred
+from ..deferred import Deferred
 from ... import diskspace, safepath
 
 DEFAULT_DISK_QUOTA = 64 << 20      # bytes, for principals without a manifest (the manifest's default too)

@@ -248,7 +248,7 @@ def asker(c, request):
 
 def _learning(d, deferred):
     """Relay the answer; a server that says its context size in an error teaches it to the broker."""
-    from ..server import Deferred
+    from ..deferred import Deferred
     relay = Deferred()
 
     def done(value, error):

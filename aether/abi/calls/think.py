@@ -45,7 +45,7 @@ from ...ctx.errors import ContextError, InvalidArgument
 from .. import resummarise
 from ..methods import ANY, PUBLIC, Method, obj
 from ..protocol import BudgetExhausted, InvalidParams, Unavailable
-from ..server import Deferred
+from ..deferred import Deferred
 from . import llm as glue
 from .ctx import _store, as_abi_error
 

@@ -27,7 +27,7 @@ from ..protocol import (BudgetExhausted, Conflict, Internal, InvalidParams, Meth
                         PermissionDenied, TooLarge, Unavailable)
 from ...ctx import toolcalls
 from ...ctx.errors import ContextError
-from ..server import Deferred
+from ..deferred import Deferred
 from . import ctx as ctx_calls
 
 SLOW = {"fetch.url": 60.0}          # tool -> longest it may take (its own timeout bound)
