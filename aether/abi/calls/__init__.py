@@ -19,9 +19,9 @@ docs/abi.md lists every method; tests/unit/test_abi_docs.py checks it does.
 
 def table():
     """Every method, by name (the namespaces are imported here, on first use)."""
-    from . import agent, ask, ctx, llm, sys, think, tool
+    from . import agent, ask, ctx, llm, package, sys, think, tool
     methods = {}
-    for module in (sys, agent, ask, tool, llm, ctx, think):
+    for module in (sys, agent, ask, tool, llm, ctx, think, package):
         for m in module.METHODS:
             methods[m.name] = m
     return methods
