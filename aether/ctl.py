@@ -10,6 +10,8 @@ It talks to aetherd over the virtio-serial channel ``make run`` attaches
     aetherctl stop|start|restart NAME
     aetherctl logs NAME [LINES]         an agent's recent output
     aetherctl events [KIND...]          follow the event stream (Ctrl-C ends)
+    aetherctl requests                  agents' requests waiting for a person's yes (agent.ask)
+    aetherctl approve|deny N [NOTE]     answer request N (what it asks is printed first)
     aetherctl call METHOD [JSON]        any ABI method, params as a JSON object
     aetherctl pack DIR [--out DIR] [--find-links DIR] [--no-index]
                                         make NAME-VERSION.aether of a package directory
@@ -52,6 +54,8 @@ def status(c, args):
             f"load {' '.join(info['load'])}\n"
             f"memory {mem['used_kib'] >> 10} MiB used of {mem['memtotal_kib'] >> 10} MiB\n"
             f"agents {a['total']} {a['by_state']}  (limits enforced: {a['limits_enforced']})"
+            + (f"\nrequests {info['requests']['pending']} waiting (aetherctl requests)"
+               if (info.get("requests") or {}).get("pending") else "")
             + "".join("\n" + line for line in model_lines(info.get("llm") or {})))
 
 
@@ -165,6 +169,24 @@ def pack(args):
     return 0
 
 
+def requests(c, args):
+    from .shell.intents.requests import render_requests
+    return render_requests(c.call("agent.requests"))
+
+
+def _answering(method):
+    def run(c, args):
+        if not args or not args[0].isdigit():
+            raise SystemExit(f"aetherctl {method.split('.')[1]}: give a request's number (aetherctl requests lists them)")
+        rid = int(args[0])
+        asked = c.call("agent.answer_of", id=rid)
+        print(f"request {rid} of {asked['agent']}: {asked['step']}\n  why: {asked['why']}")
+        params = {"id": rid, **({"note": " ".join(args[1:])} if len(args) > 1 else {})}
+        from .shell.intents.requests import render_answered
+        return render_answered(c.call(method, **params))
+    return run
+
+
 def _one(args, what):
     if len(args) != 1:
         raise SystemExit(f"aetherctl: expected {what}")
@@ -174,7 +196,8 @@ def _one(args, what):
 COMMANDS = {"status": status, "agents": agents, "inspect": inspect, "spawn": spawn,
             "stop": _verb("agent.stop"), "start": _verb("agent.start"),
             "restart": _verb("agent.restart"), "logs": logs, "events": events, "call": call,
-            "deploy": deploy, "rollback": rollback}
+            "deploy": deploy, "rollback": rollback,
+            "requests": requests, "approve": _answering("agent.approve"), "deny": _answering("agent.deny")}
 
 
 def main(argv=None):

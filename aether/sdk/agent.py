@@ -248,7 +248,7 @@ class Agent:
         """Start a child agent (its limits carved out of this agent's); returns its state.
         ``restart`` defaults to "never", so wait_for() sees it finish.
 
-            agent.spawn("worker-1", "aether.agents.drill:main", ["exit", "0"])
+            agent.spawn("worker-1", "aether.builtin.drill:main", ["exit", "0"])
             done = agent.wait_for("worker-1", timeout=60)
             agent.log(f"worker-1 ended {done['state']} with {done['last_exit']}")
         """

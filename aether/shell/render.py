@@ -84,6 +84,9 @@ def status(info):
                      f"fullest scope at {pressure * 100:.0f}% of quota")
     elif ctx:
         lines.append(f"context: unavailable ({ctx.get('problem')})")
+    if "requests" in info:                   # agents' requests for a yes (agent.ask); the privileged see it
+        n = info["requests"].get("pending", 0)
+        lines.append(f"requests: {n} waiting" + (" (requests lists them; approve N or deny N answers)" if n else ""))
     lines += model_lines(info.get("llm") or {})
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ memory), so the session can check it exists before proposing it.
 
 METHODS = {
     "sys.power": "powers the machine off or reboots it",
+    "agent.approve": "lets the agent that asked run the step it described (requests shows it)",
     "agent.stop": "stops an agent and every agent under it",
     "agent.restart": "stops an agent and every agent under it",
     "agent.remove": "removes an agent's declaration",
@@ -32,7 +33,7 @@ SAFE_METHODS = frozenset({
     "ctx.remember", "ctx.search", "ctx.recall", "ctx.journal", "ctx.compacted", "ctx.restore",
     "ctx.usage", "ctx.pressure", "ctx.goals", "ctx.goal", "ctx.compact", "ctx.window",
     "tool.list", "abi.hello", "ctx.info", "ctx.scopes", "ctx.grants", "ctx.verify", "ctx.check", "ctx.as_of",
-    "llm.usage", "llm.queue", "agent.queue", "sys.events",
+    "llm.usage", "llm.queue", "agent.queue", "sys.events", "agent.requests", "agent.deny",
 })
 LIMITS = "a lower memory or process limit can kill the agent's processes"
 

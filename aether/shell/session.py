@@ -27,13 +27,13 @@ The last plan run is kept for ``explain`` and ``undo``.
 import json
 
 from ..abi.protocol import AbiError, NotFound
-from . import planner, render, risk as risks
+from . import intents, planner, render, risk as risks
 from .model import window_lines as model_window_lines
 from .plan import Plan
 from .text import When
 
 PROMPT = "aether> "
-META = ("help", "explain", "undo", "empty", "not_found")
+META = ("help", "explain", "undo", "empty", "not_found", *intents.requests.INTENT_NAMES)  # offline only
 UNANSWERED = ("unknown", "not_found")       # plans recorded as failed: nothing was done
 
 
@@ -98,7 +98,8 @@ class Session:
             waiting = self._alerts_waiting()
         except AbiError:
             return f"[{'aetherd not answering' if self.connected_once else 'waiting for aetherd'}] {PROMPT}"
-        parts = [f"{running} agent{'s' if running != 1 else ''} running"]
+        parts = [p for p in (intents.requests.prompt_part(info),) if p]
+        parts.append(f"{running} agent{'s' if running != 1 else ''} running")
         parts.append(f"ctx {pressure * 100:.0f}%" if pressure is not None else "ctx unavailable")
         if waiting:
             parts.append(f"{waiting} alert{'s' if waiting != 1 else ''}")

@@ -165,7 +165,7 @@ class Utterance:
 # "reboot" or "explain" always mean the command (tests check every one-word example is here).
 COMMAND_WORDS = frozenset({"status", "explain", "reboot", "poweroff", "help", "undo", "history", "uptime",
                            "alerts", "agents", "ps", "overview", "dashboard", "sitrep", "shutdown", "halt",
-                           "processes"})
+                           "processes", "requests", "approve", "deny"})
 
 NOT_NAMES = {"even", "also", "just", "only", "too", "ones", "still", "first", "here", "there", "else",
              "please", "now", "really", "ever", "stopped", "running", "failed", "exited",

@@ -250,7 +250,7 @@ def test_memory_tools_and_children(home):
     assert agent.remember("t", tags=["x"]) == 7
     assert agent.recall("t") == [{"id": 7, "text": "t"}]
     assert agent.tool("files.list", path=".") == {"ok": 1}
-    agent.spawn("kid", "aether.agents.drill:main", ["exit", "0"])
+    agent.spawn("kid", "aether.builtin.drill:main", ["exit", "0"])
     assert agent.wait_for("kid", timeout=5)["state"] == "exited"
     spawned = dict(agent.client.calls)["agent.spawn"]["manifest"]
     assert spawned["restart"] == "never" and spawned["args"] == ["exit", "0"]

@@ -196,6 +196,15 @@ def book(d):
     return found
 
 
+def summary(d):
+    """For sys.info (the privileged only): how many requests wait, and the oldest's age."""
+    b = getattr(d, "asks", None)
+    if b is None or not b.pending:
+        return {"pending": 0}
+    oldest = next(iter(b.pending.values()))
+    return {"pending": len(b.pending), "oldest_s": round(b.now() - (oldest.deadline - oldest.timeout_s), 1)}
+
+
 def check_text(field, value, lines=False):
     """Refuse characters that would make the console show something other than the text."""
     for i, ch in enumerate(value):

@@ -6,6 +6,7 @@ from ... import localstatus, sysinfo
 from .. import VERSION
 from ..identity import agent_of_cgroup, cgroup_of
 from ..methods import ANY, PRIVILEGED, PUBLIC, Method, obj
+from . import ask
 
 
 def _meminfo():
@@ -68,7 +69,8 @@ def info(d, caller, params, conn):
             "uptime_s": sysinfo.uptime(), "cpus": os.cpu_count(), "load": sysinfo.loadavg(),
             "memory": _meminfo(), "pressure": _pressure(), "disks": _disks(), "network": _network(),
             "agents": d.agents_summary(), "context": d.context_summary(), "abi_version": VERSION,
-            "caller": caller.describe(), "llm": _llm(d, caller), **localstatus.fields()}
+            "caller": caller.describe(), "llm": _llm(d, caller), **localstatus.fields(),
+            **({"requests": ask.summary(d)} if caller.privileged else {})}   # agent.ask: the person's to see
 
 
 def _llm(d, caller):

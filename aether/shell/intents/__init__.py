@@ -18,6 +18,7 @@ Where things live:
 ``files``     files and fetch
 ``machine``   reboot and poweroff
 ``own``       what the shell answers itself: help, explain, undo, history, goals
+``requests``  agents' requests for a person's yes: requests, approve N, deny N
 
 To add intents, write them in the topic's module, or in a new module here for a
 new topic: import it below and add it to MODULES.  The import registers its
@@ -26,9 +27,9 @@ ties); every tuple of words in a module of MODULES is in the planner's vocabular
 """
 
 from . import words, registry
-from . import system, agents, watching, context, files, machine, own
+from . import system, agents, watching, context, files, machine, own, requests
 from .registry import INTENTS, Intent, Match
 
-MODULES = (words, registry, system, agents, watching, context, files, machine, own)
+MODULES = (words, registry, system, agents, watching, context, files, machine, own, requests)
 
 __all__ = ["INTENTS", "MODULES", "Intent", "Match"]
