@@ -59,10 +59,10 @@ run-disk: disk
 		--memory $(MEM) --cpus $(CPUS) --accel $(ACCEL)
 
 test: image disk
-	AETHER_REQUIRE_IMAGE=1 AETHER_REQUIRE_MODEL=1 $(PY) -m pytest $(PYTEST_ARGS) tests
+	AETHER_REQUIRE_IMAGE=1 AETHER_REQUIRE_MODEL=1 $(PY) -m pytest $(PYTEST_ARGS) tests examples
 
 test-fast: deps
-	$(PY) -m pytest $(PYTEST_ARGS) -m "not vm" tests
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not vm" tests examples
 
 test-vm: image disk
 	AETHER_REQUIRE_IMAGE=1 $(PY) -m pytest $(PYTEST_ARGS) -m vm tests
