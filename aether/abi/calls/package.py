@@ -7,7 +7,7 @@ agent.  The logic lives in aether/packages/deploy.py; this module maps it to the
 from ...packages import deploy
 from ..methods import NAME, PRIVILEGED, Method, obj
 from ..protocol import Busy, Conflict, Internal, InvalidParams, Unavailable
-from ..server import Deferred
+from ..deferred import Deferred
 
 ERRORS = {"invalid": InvalidParams, "conflict": Conflict, "busy": Busy, "unavailable": Unavailable,
           "not_found": Conflict, "budget": Conflict, "permission": Conflict, "failed": Conflict}
