@@ -164,3 +164,13 @@ def test_denied_deletes_nothing_and_is_not_asked_again(daemon, tmp_path):
     c.call("agent.start", name="disk-janitor")
     sleep_until(lambda: any("nothing to clean" in line for line in c.call("agent.logs", name="disk-janitor")["lines"]), 30)
     assert not c.call("agent.requests")["pending"] and all(f.exists() for f in files.values())
+
+
+@pytest.mark.host
+def test_it_deploys_as_a_package_with_its_privilege(daemon, tmp_path):
+    from aether.packages.upload import upload
+    c = daemon.connect()
+    assert "disk-janitor-1.0.0 is current" in upload(c, str(PACKAGE))["message"]
+    info = c.call("agent.inspect", name="disk-janitor")
+    assert info["program"] == "janitor:main"
+    sleep_until(lambda: any("nothing to clean" in line for line in c.call("agent.logs", name="disk-janitor")["lines"]), 30)

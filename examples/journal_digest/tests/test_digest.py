@@ -132,5 +132,19 @@ def test_with_a_model_the_digest_leads_with_its_summary(tmp_path):
             d.stop()
 
 
+@pytest.mark.host
+def test_it_deploys_as_a_package_and_digests_at_start(tmp_path):
+    from aether.packages.upload import upload
+    d = Aetherd(tmp_path, "")
+    try:
+        c = d.connect()
+        assert "journal-digest-1.0.0 is current" in upload(c, str(PACKAGE))["message"]
+        assert c.call("agent.inspect", name="journal-digest")["program"] == "digest:main"
+        sleep_until(lambda: digests(c), 30)
+        assert c.call("agent.inspect", name="journal-digest")["state"] == "running"   # --every 3600: it waits
+    finally:
+        d.stop()
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
