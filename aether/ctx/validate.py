@@ -15,17 +15,21 @@ GOAL_STATUSES = ("open", "active", "done", "failed", "abandoned")
 STEP_STATUSES = ("pending", "running", "done", "failed", "skipped")
 GRANT_MODES = ("read", "read-write")
 
+# The store's limits, defined here only: the ABI's schemas (aether/abi/calls/ctx.py) are
+# built from them, and tests/unit/test_ctx_limits.py checks that the two agree.
 MAX_TEXT_BYTES = 64 * 1024          # one memory, one plan, one outcome
 MAX_BODY_BYTES = 256 * 1024         # one journal entry's body, canonical JSON
 MAX_TAGS = 32
 MAX_LIMIT = 10_000
 MAX_BUDGET_TOKENS = 10_000_000
+MAX_NAME = 64                       # characters in a name: an agent's or a scope's, a kind, a tag
+MAX_SCOPE = len("shared:") + MAX_NAME   # the longest scope or principal name, "shared:<name>"
 
-_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_NAME = rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME - 1}}}"
 PRINCIPAL_RE = re.compile(rf"(?:system|host|shell(?::[A-Za-z0-9_.-]{{1,32}})?|agent:{_NAME}|uid:[0-9]{{1,10}})\Z")
 SCOPE_RE = re.compile(rf"(?:system|user|(?:agent|shared):{_NAME})\Z")
-KIND_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}\Z")
-TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}\Z")
+KIND_RE = re.compile(rf"[a-z][a-z0-9_.-]{{0,{MAX_NAME - 1}}}\Z")
+TAG_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:/-]{{0,{MAX_NAME - 1}}}\Z")
 
 
 def _fail(name, rule, value, fix=""):

@@ -23,6 +23,7 @@ from ..protocol import (BudgetExhausted, Conflict, Internal, InvalidParams, NotF
                         Unavailable)
 from ..deferred import Deferred
 from ... import diskspace, safepath
+from ...ctx import validate as limits
 
 DEFAULT_DISK_QUOTA = 64 << 20      # bytes, for principals without a manifest (the manifest's default too)
 
@@ -231,24 +232,29 @@ def check(d, caller, params, conn):
             "digests": store.check_digests(caller.principal)}
 
 
-STR = {"type": "string", "maxLength": 200}
-TEXT = {"type": "string", "maxLength": 100_000}
+# Built from the store's own limits (aether/ctx/validate.py; tests/unit/test_ctx_limits.py checks
+# they agree): nothing the store accepts is refused here, and no name or list is unbounded.
+SCOPE = {"type": "string", "maxLength": limits.MAX_SCOPE}        # a scope or a principal
+WORD = {"type": "string", "maxLength": limits.MAX_NAME}          # a kind, a status, a tag
+TEXT = {"type": "string", "maxLength": limits.MAX_TEXT_BYTES}    # characters: the store counts UTF-8 bytes
+TAGS = {"type": "array", "items": WORD, "maxItems": limits.MAX_TAGS}
+LIMIT = {"type": "integer", "minimum": 1, "maximum": limits.MAX_LIMIT}
 INT = {"type": "integer", "minimum": 0}
 ID = {"type": "integer", "minimum": 1}
 NUM = {"type": "number"}
-SCOPES = {"type": "array", "items": STR, "maxItems": 100}
+SCOPES = {"type": "array", "items": SCOPE, "maxItems": 100}
 ANYV = {"type": ["object", "array", "string", "number", "integer", "boolean", "null"]}
 
 # name -> (params schema, write?, path params (opened by HANDLERS beneath the caller's tree), doc)
 CALLS = {
-    "append": (obj(["kind"], kind=STR, body=ANYV, scope=STR, goal_id=ID), True, (),
+    "append": (obj(["kind"], kind=WORD, body=ANYV, scope=SCOPE, goal_id=ID), True, (),
                "append an entry to the hash-chained journal"),
-    "journal": (obj(scope=STR, kind=STR, goal_id=ID, after_seq=INT, since=NUM, until=NUM,
-                    limit={"type": "integer", "minimum": 1, "maximum": 10000},
+    "journal": (obj(scope=SCOPE, kind=WORD, goal_id=ID, after_seq=INT, since=NUM, until=NUM,
+                    limit=LIMIT,
                     newest_first={"type": "boolean"}), False, (), "read journal entries"),
     "verify": (obj(expected_head={"type": "object"}), False, (),
                "check the journal's hash chain; says where it breaks"),
-    "remember": (obj(["text"], text=TEXT, kind=STR, scope=STR, tags={"type": "array", "items": STR},
+    "remember": (obj(["text"], text=TEXT, kind=WORD, scope=SCOPE, tags=TAGS,
                      importance={"type": "number", "minimum": 0, "maximum": 1},
                      pinned={"type": "boolean"}), True, (), "store a memory in a scope"),
     "forget": (obj(["memory_id"], memory_id=ID), True, (), "forget a memory (recoverable until purged)"),
@@ -256,49 +262,49 @@ CALLS = {
             "pin or unpin a memory: pinned items come first in every window"),
     "recall": (obj(["memory_id"], memory_id=ID), False, (), "one memory by id"),
     "search": (obj(query={"type": "string", "maxLength": 2000}, scopes=SCOPES,
-                   kinds={"type": "array", "items": STR}, state=STR,
+                   kinds={"type": "array", "items": WORD, "maxItems": 100}, state=WORD,
                    limit={"type": "integer", "minimum": 1, "maximum": 1000}), False, (),
                "full-text search over memories"),
     "window": (obj(query={"type": "string", "maxLength": 2000},
-                   budget_tokens={"type": "integer", "minimum": 1, "maximum": 10_000_000},
+                   budget_tokens={"type": "integer", "minimum": 1, "maximum": limits.MAX_BUDGET_TOKENS},
                    scopes=SCOPES), False, (),
                "the best items for the caller under a token budget, and what was left out and why"),
     "create_goal": (obj(["intent"], intent=TEXT, plan=TEXT, steps={"type": "array", "items": TEXT},
-                        scope=STR), True, (), "record an intent and its plan"),
+                        scope=SCOPE), True, (), "record an intent and its plan"),
     "add_step": (obj(["goal_id", "description"], goal_id=ID, description=TEXT), True, (),
                  "add a step to a goal"),
-    "update_step": (obj(["goal_id", "step", "status"], goal_id=ID, step=INT, status=STR, outcome=ANYV),
+    "update_step": (obj(["goal_id", "step", "status"], goal_id=ID, step=INT, status=WORD, outcome=ANYV),
                     True, (), "record a step's status and outcome"),
-    "update_goal": (obj(["goal_id"], goal_id=ID, status=STR, plan=TEXT, outcome=ANYV), True, (),
+    "update_goal": (obj(["goal_id"], goal_id=ID, status=WORD, plan=TEXT, outcome=ANYV), True, (),
                     "record a goal's status, plan or outcome"),
     "goal": (obj(["goal_id"], goal_id=ID, history={"type": "boolean"}), False, (), "one goal with its steps"),
-    "goals": (obj(scope=STR, status=STR, limit={"type": "integer", "minimum": 1, "maximum": 1000}),
+    "goals": (obj(scope=SCOPE, status=WORD, limit={"type": "integer", "minimum": 1, "maximum": 1000}),
               False, (), "goals, newest first"),
-    "usage": (obj(scope=STR), False, (), "items and tokens used against quota, per scope"),
-    "set_quota": (obj(["scope"], scope=STR, tokens=INT, items=INT), True, (), "set a scope's quota"),
-    "pressure": (obj(principal=STR), False, (), "context pressure (demand against budget), PSI-style"),
-    "compact": (obj(["scope"], scope=STR, tokens_target=INT, items_target=INT), True, (),
+    "usage": (obj(scope=SCOPE), False, (), "items and tokens used against quota, per scope"),
+    "set_quota": (obj(["scope"], scope=SCOPE, tokens=INT, items=INT), True, (), "set a scope's quota"),
+    "pressure": (obj(principal=SCOPE), False, (), "context pressure (demand against budget), PSI-style"),
+    "compact": (obj(["scope"], scope=SCOPE, tokens_target=INT, items_target=INT), True, (),
                 "compact old, low-importance items into summaries (originals kept)"),
-    "compacted": (obj(scope=STR, since=NUM, limit={"type": "integer", "minimum": 1, "maximum": 1000}),
+    "compacted": (obj(scope=SCOPE, since=NUM, limit={"type": "integer", "minimum": 1, "maximum": 1000}),
                   False, (), "what compaction replaced, and when"),
     "restore": (obj(["compaction_id"], compaction_id=ID), True, (), "bring compacted originals back"),
-    "purge": (obj(older_than=NUM, scope=STR), False, (),
+    "purge": (obj(older_than=NUM, scope=SCOPE), False, (),
               "delete compacted and forgotten originals past the retention policy"),
     "set_retention": (obj(["seconds"], seconds=NUM), False, (), "how long originals are kept"),
-    "create_scope": (obj(["scope"], scope=STR, owner=STR, quota_tokens=INT, quota_items=INT), True, (),
+    "create_scope": (obj(["scope"], scope=SCOPE, owner=SCOPE, quota_tokens=INT, quota_items=INT), True, (),
                      "create a shared scope"),
     "scopes": (obj(), False, (), "the scopes the caller may read"),
-    "grant": (obj(["scope", "grantee"], scope=STR, grantee=STR,
+    "grant": (obj(["scope", "grantee"], scope=SCOPE, grantee=SCOPE,
                   mode={"type": "string", "enum": ["read", "read-write"]}), True, (),
               "share a scope with another principal"),
-    "revoke": (obj(["scope", "grantee"], scope=STR, grantee=STR), True, (), "take a grant back"),
-    "grants": (obj(scope=STR), False, (), "grants on the caller's scopes"),
+    "revoke": (obj(["scope", "grantee"], scope=SCOPE, grantee=SCOPE), True, (), "take a grant back"),
+    "grants": (obj(scope=SCOPE), False, (), "grants on the caller's scopes"),
     "export": (obj(["path"], path={"type": "string", "maxLength": 4096}, scopes=SCOPES), False, ("path",),
                "write one scope (or everything) to a single file"),
     "import": (obj(["path"], path={"type": "string", "maxLength": 4096},
                    on_conflict={"type": "string", "enum": ["refuse", "merge"]},
                    rename={"type": "object"}), False, ("path",), "read an export file into this store"),
-    "as_of": (obj(["scope", "at"], scope=STR, at=NUM, limit={"type": "integer", "minimum": 1, "maximum": 100000}),
+    "as_of": (obj(["scope", "at"], scope=SCOPE, at=NUM, limit=LIMIT),
               False, (), "what a scope held at an earlier time"),
 }
 
