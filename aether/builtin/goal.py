@@ -48,6 +48,9 @@ from ..client import Client
 DONE = 125
 TURNS = 12                   # answers with tool calls, at most, before the goal is given up
 ASK_TIMEOUT = 600.0          # seconds a person has to answer a risky call
+TOOL_SHARE = 4               # the offered tools' specs take at most a quarter of the window
+PREFERRED = ("files.list", "files.read", "files.write", "clock.now", "disk.usage", "files.delete",
+             "processes.list", "fetch.url", "processes.signal", "network.interfaces", "network.routes")
 MAX_TOKENS = 256
 RESULT_CHARS = 1500
 BUSY_RETRIES = 5
@@ -107,7 +110,7 @@ def find_goal(c, thread):
 
 def work(c, gid, thread):
     """Step until the model reports (done) or the goal cannot go on (failed); (outcome, status)."""
-    tools = c.call("tool.list")
+    tools = offer(c, c.call("tool.list"))
     offered = {t["name"] for t in tools}
     busy = 0
     while True:
@@ -136,6 +139,26 @@ def work(c, gid, thread):
             why = {"budget_exhausted": "its model-token spend is used up",
                    "busy": "the model's queue stayed full"}.get(e.code, e.code)
             return f"the model failed ({why}): {e}", "failed"
+
+
+def offer(c, catalogue):
+    """The tools to offer: in PREFERRED order, as many as fit TOOL_SHARE of the window (the specs
+    travel with every think, so a small window gets the few that matter most)."""
+    try:
+        numbers = c.call("llm.usage").get("window") or {}
+    except AbiError:
+        numbers = {}
+    sizes = [n for n in (numbers.get("agent_window_tokens"), numbers.get("endpoint_n_ctx")) if n]
+    room = (min(sizes) if sizes else 4096) // TOOL_SHARE
+    rank = {name: i for i, name in enumerate(PREFERRED)}
+    chosen, used = [], 0
+    for t in sorted(catalogue, key=lambda t: rank.get(t["name"], len(rank))):
+        spec = {"name": t["name"], "description": t["description"], "schema": t["schema"]}
+        cost = (len(json.dumps(spec)) + 40) // 4
+        if used + cost <= room:
+            chosen.append(spec)
+            used += cost
+    return chosen
 
 
 def last_turn(c, thread):
