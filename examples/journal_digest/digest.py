@@ -13,7 +13,7 @@ one, or when the model cannot answer, the digest is extractive and the memory sa
 so.  Text taken from the journal is clipped and stripped of control characters.
 """
 
-import calendar
+import re
 import time
 
 from aether import sdk
@@ -23,6 +23,7 @@ MAX_ENTRIES = 20000        # entries one digest reads at most
 MAX_DAYS_KEPT = 31         # digests remembered in the state (to replace a day's earlier one)
 EXAMPLES = 5               # alert messages and failures quoted
 CLIP = 120
+DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 PROMPT = ("Summarise this day's journal of an AetherOS machine for its operator in at most five "
           "sentences. Name the agents that failed or restarted and the alerts that matter.\n\n")
 
@@ -44,14 +45,25 @@ def parse(args):
 
 
 def day_bounds(day=None, now=None):
-    """(YYYY-MM-DD, start, end) of a UTC day, as epoch seconds."""
+    """(YYYY-MM-DD, start, end) of a UTC day, as epoch seconds.  Plain arithmetic: a deployed
+    package has only the image's standard library (no calendar, no _strptime)."""
     if day is None:
-        day = time.strftime("%Y-%m-%d", time.gmtime(now if now is not None else time.time()))
-    try:
-        start = calendar.timegm(time.strptime(day, "%Y-%m-%d"))
-    except ValueError:
-        raise SystemExit(f"journal-digest: --day {day!r} is not a date like 2026-12-07") from None
+        now = time.time() if now is None else now
+        return time.strftime("%Y-%m-%d", time.gmtime(now)), now - now % 86400, now - now % 86400 + 86400
+    m = DATE.fullmatch(day)
+    if not m or not 1 <= int(m[2]) <= 12 or not 1 <= int(m[3]) <= 31:
+        raise SystemExit(f"journal-digest: --day {day!r} is not a date like 2026-12-07")
+    start = _days_from_epoch(int(m[1]), int(m[2]), int(m[3])) * 86400
     return day, start, start + 86400
+
+
+def _days_from_epoch(y, m, d):
+    """Days from 1970-01-01 to a date of the proleptic Gregorian calendar."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
 def read_day(agent, start, end):

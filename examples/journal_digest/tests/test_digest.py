@@ -46,8 +46,13 @@ def test_facts_count_the_day():
 def test_day_bounds_are_utc():
     day, start, end = digest.day_bounds("2026-12-07")
     assert (day, start, end - start) == ("2026-12-07", 1796601600, 86400)
-    with pytest.raises(SystemExit, match="not a date"):
-        digest.day_bounds("yesterday")
+    assert digest.day_bounds("1970-01-01")[1] == 0 and digest.day_bounds("2000-03-01")[1] == 951868800
+    assert digest.day_bounds("2024-02-29")[1] == 1709164800                    # a leap day
+    today = digest.day_bounds(now=1796605000.5)
+    assert today == ("2026-12-07", 1796601600, 1796601600 + 86400)
+    for bad in ("yesterday", "2026-13-01", "2026-1-1"):
+        with pytest.raises(SystemExit, match="not a date"):
+            digest.day_bounds(bad)
 
 
 class FakeAgent:
