@@ -96,6 +96,8 @@ class Daemon:
                                   "journal_head": head})
         from .abi.calls import llm as llm_calls
         llm_calls.attach_store(self)                 # model-token spend persists from here on
+        from .abi.calls import think as think_calls
+        think_calls.meter(self)                      # context accounting, rebuilt from the threads
         self.resummariser.start()
 
     JOURNALED = ("agent.state", "agent.declared", "agent.reclaimed", "alert")

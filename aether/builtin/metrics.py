@@ -2,7 +2,9 @@
 
 Names (what ``watch`` conditions can use): cpu.percent, load.1, memory.used_percent,
 memory.used_mib, memory.available_mib, pressure.cpu, pressure.memory, pressure.io
-(PSI some avg10), disk.<mount>.used_percent, agents.total, agents.failed.
+(PSI some avg10), disk.<mount>.used_percent, agents.total, agents.failed, and
+context.pressure (the share of recent thinks that were truncated, machine-wide) and
+context.thrashing (how many principals thrash) when aetherd reports them.
 """
 
 
@@ -31,6 +33,10 @@ def flatten(info, cpu=None):
     }
     if cpu is not None:
         values["cpu.percent"] = cpu
+    think = (info.get("llm") or {}).get("think") or {}
+    if "pressure" in think:                              # the machine's context pressure (llm.think)
+        values["context.pressure"] = think.get("pressure", 0.0)
+        values["context.thrashing"] = len(think.get("thrashing") or [])
     for resource, kinds in (info.get("pressure") or {}).items():
         values[f"pressure.{resource}"] = kinds.get("some", {}).get("avg10", 0.0)
     for disk in info.get("disks", []):

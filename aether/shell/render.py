@@ -101,6 +101,14 @@ def model_lines(llm):
     for who, s in sorted((llm.get("by_principal") or {}).items()):
         lines.append(f"  {who}: {s['calls']} calls, {s['tokens_in']} tokens in, {s['tokens_out']} out, "
                      f"mean latency {s['mean_latency_s']:.2f} s, mean queue wait {s['mean_queue_wait_s']:.2f} s")
+    think = llm.get("think") or {}
+    if think.get("by_principal"):
+        thrashing = ", ".join(think.get("thrashing") or []) or "none"
+        lines.append(f"context pressure: {100 * think.get('pressure', 0):.0f}% of thinks truncated; "
+                     f"thrashing: {thrashing}")
+        for who, v in sorted(think["by_principal"].items()):
+            lines.append(f"  {who}: {v['resident_tokens']} tokens resident, {v['swapped_tokens']} swapped, "
+                         f"{v['faults_per_think']} faults a think, {v['truncations']} of {v['thinks']} truncated")
     return lines
 
 

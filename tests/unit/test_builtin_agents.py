@@ -68,3 +68,10 @@ def test_sysmon_options_and_thresholds():
     assert checks["memory.used_percent"] == 80.0 and checks["disk./var/lib/aether.used_percent"] == 90.0
     with pytest.raises(SystemExit, match="unknown option"):
         sysmon.parse(["--colour", "red"])
+
+
+def test_context_pressure_is_a_reading_when_aetherd_reports_it():
+    info = dict(INFO, llm={"think": {"pressure": 0.4, "thrashing": ["agent:a"], "by_principal": {}}})
+    v = metrics.flatten(info)
+    assert v["context.pressure"] == 0.4 and v["context.thrashing"] == 1
+    assert "context.pressure" not in metrics.flatten(INFO)

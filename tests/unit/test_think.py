@@ -180,3 +180,16 @@ def test_a_memory_an_agent_planted_never_reaches_the_shells_think(store):
     store.remember("agent:a", "The parcel code for crate7 is K49.", scope="agent:a")
     mine = assembly.assemble(store, ME, th.of(store).open(ME), body, "rules", 2000)
     assert "K49" in " ".join(m[2] for m in mine["memories"])
+
+
+def test_context_accounting_is_rebuilt_from_the_threads_after_a_restart(store):
+    d = D(store)
+    caller = Caller(ME, agent="a")
+    for i in range(3):
+        with pytest.raises(Unavailable):
+            think.think(d, caller, {"input": f"note {i}"}, None)
+    before = think.meter(d).view(ME)
+    fresh = D(store)                                   # a new aetherd on the same store
+    after = think.meter(fresh).view(ME)
+    assert after["thinks"] == before["thinks"] == 3
+    assert after["resident_tokens"] == before["resident_tokens"] and after["pressure"] == before["pressure"]

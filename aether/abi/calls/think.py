@@ -26,7 +26,7 @@ results of the tool calls the last answer asked for; optionally ``goal_id`` and
    answers with the completion plus ``thread`` (ids, turn numbers) and ``window``
    (tokens, faults, what was left out, counted).
 
-Accounting per principal (Meter): *resident* (tokens of its last window),
+Accounting per principal (Meter), rebuilt from the turns when aetherd starts: *resident* (tokens of its last window),
 *swapped* (tokens of its thread and its scope's memories that were not in that
 window), *faults* (retrievals of a think: memories that are not pinned plus older
 turns fetched back), *truncations* (thinks that left something out for room),
@@ -87,6 +87,25 @@ class Meter:
                           f"{principal} no longer thrashes"})
         s["thrashing"] = thrashing
 
+    def restore(self, store, principal):
+        """Rebuild a principal's numbers from its last input turns (after aetherd restarts, the
+        turns still hold each think's window), so accounting does not start from zero."""
+        if self.by.get(principal) is not None or store is None:
+            return
+        try:
+            rows = store.db.all("SELECT t.body FROM thread_turns t JOIN threads h ON h.id = t.thread_id "
+                                "WHERE h.owner = ? AND t.role = 'input' ORDER BY t.id DESC LIMIT ?",
+                                (principal, PRESSURE_THINKS))
+        except Exception:  # noqa: BLE001 - an unreadable store: the numbers start afresh
+            return
+        for (body,) in reversed(rows):
+            refs = json.loads(body).get("window") or {}
+            if "tokens" not in refs:
+                continue
+            left = [{"reason": r} for r, n in (refs.get("left_out_counts") or {}).items() if n]
+            self.note(principal, None, {"left_out": left, "tokens": refs.get("tokens", 0),
+                                        "faults": refs.get("faults", 0), "full": bool(refs.get("full"))}, 0)
+
     def view(self, principal):
         s = self.by.get(principal)
         if s is None:
@@ -111,15 +130,34 @@ def meter(d):
     m = getattr(d, "think_meter", None)
     if m is None:
         m = d.think_meter = Meter(d.events.publish if getattr(d, "events", None) else None)
+        _restore_all(d, m)
         if getattr(d, "supervisor", None) is not None:
             d.supervisor.think_view = m.view
     return m
+
+
+def _restore_all(d, m):
+    """The accounting of every principal with a thread, from the store (aetherd just started)."""
+    store = getattr(d, "store", None)
+    if store is None:
+        return
+    try:
+        owners = [r[0] for r in store.db.all("SELECT DISTINCT owner FROM threads LIMIT 4096")]
+    except Exception:  # noqa: BLE001 - an unreadable store: the numbers start afresh
+        return
+    publish, m.publish = m.publish, None            # a restart is not news: no thrash alerts for the past
+    try:
+        for owner in owners:
+            m.restore(store, owner)
+    finally:
+        m.publish = publish
 
 
 # -- llm.think -----------------------------------------------------------------------------------
 
 def think(d, caller, params, conn):
     store, c = _store(d), glue.client(d)
+    meter(d)                        # made (and rebuilt from the turns) before this think adds one
     again = bool(params.get("again"))
     try:
         if again and (params.get("input") is not None or params.get("tool_results") is not None):
