@@ -17,11 +17,13 @@ walks it.
 import json
 import re
 
+from .. import errors
+
 MAX_FRAME = 1 << 20          # bytes in one frame, newline included
 MAX_DEPTH = 64               # levels of nested arrays and objects in one request
 
 
-class AbiError(Exception):
+class AbiError(errors.AetherError):
     """Base of the errors a call can answer with."""
 
     code = "internal"
@@ -58,22 +60,22 @@ class MethodNotFound(AbiError):
     code = "method_not_found"
 
 
-class InvalidParams(AbiError):
+class InvalidParams(AbiError, errors.InvalidArgument):
     """The params do not match the method's schema."""
     code = "invalid_params"
 
 
-class PermissionDenied(AbiError):
+class PermissionDenied(AbiError, errors.PermissionDenied):
     """The caller may not do this."""
     code = "permission_denied"
 
 
-class NotFound(AbiError):
+class NotFound(AbiError, errors.NotFound):
     """The thing named does not exist."""
     code = "not_found"
 
 
-class Conflict(AbiError):
+class Conflict(AbiError, errors.Conflict):
     """The request contradicts the current state (e.g. the name is taken)."""
     code = "conflict"
 
@@ -101,6 +103,14 @@ class Internal(AbiError):
 ERRORS = {cls.code: cls for cls in (ParseError, InvalidRequest, TooLarge, MethodNotFound,
                                     InvalidParams, PermissionDenied, NotFound, Conflict,
                                     Unavailable, BudgetExhausted, Busy, Internal)}
+# any subsystem's error code -> the ABI error that answers it (aether.errors.WIRE_CODES, the one table)
+CODES = {code: ERRORS[wire] for code, wire in errors.WIRE_CODES.items()}
+
+
+def from_error(e, data=None, default=Internal):
+    """The ABI error that answers ``e`` (the context store's, a tool's...): by its ``code``,
+    through CODES; ``default`` for a code no subsystem declares."""
+    return CODES.get(getattr(e, "code", ""), default)(str(e), data)
 
 
 def encode(message):

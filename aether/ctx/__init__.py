@@ -21,7 +21,8 @@ location, /var/lib/aether/context.db) and exposes its methods as the ABI's
 ``errors``, ``validate``: the exceptions and the argument checks
 
 docs/context-store.md describes the data model, the algorithms and the
-durability promise.  Only the standard library is used.
+durability promise.  Only the standard library is used; of the rest of aether,
+only the leaf aether/errors.py (the roots its errors share with the tools' and the ABI's).
 """
 
 from .api import ContextStore, DEFAULT_PATH

@@ -1,36 +1,38 @@
 """The context store's exceptions: one named class per way a call can fail.
 
-Leaf module (imports nothing).  Every message says what was wrong and how to
-fix it; the ABI server turns these into error replies by class name
-(``ContextError.code`` is a stable short name for the wire).
+Imports only aether/errors.py (a leaf: the roots every subsystem's errors share).
+Every message says what was wrong and how to fix it; the ABI answers each with
+the wire code aether.errors.WIRE_CODES gives its ``code`` (a stable short name).
 """
 
+from .. import errors
 
-class ContextError(Exception):
+
+class ContextError(errors.AetherError):
     """Base of every error the context store raises on purpose."""
 
     code = "ctx_error"
 
 
-class InvalidArgument(ContextError, ValueError):
+class InvalidArgument(ContextError, errors.InvalidArgument, ValueError):
     """A call's argument breaks its rule (type, range, format or size)."""
 
     code = "invalid_argument"
 
 
-class NotFound(ContextError, LookupError):
+class NotFound(ContextError, errors.NotFound, LookupError):
     """The memory, goal, step, compaction, scope or grant named does not exist."""
 
     code = "not_found"
 
 
-class PermissionDenied(ContextError, PermissionError):
+class PermissionDenied(ContextError, errors.PermissionDenied, PermissionError):
     """The caller lacks the grant the call needs on a scope."""
 
     code = "permission_denied"
 
 
-class Conflict(ContextError):
+class Conflict(ContextError, errors.Conflict):
     """The call contradicts the current state (an import over existing scopes, a restore of a restored compaction)."""
 
     code = "conflict"

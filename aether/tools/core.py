@@ -4,7 +4,7 @@ kinds), and the registry the tool modules fill with the ``tool`` decorator.
 A leaf module: it imports only ``aether.schema``.
 """
 
-from .. import schema as _schema
+from .. import errors, schema as _schema
 
 REGISTRY = {}
 
@@ -49,7 +49,7 @@ class Caller:
         return f"Caller({self.principal!r}, uid={self.uid}, {kind})"
 
 
-class ToolError(Exception):
+class ToolError(errors.AetherError):
     """A tool call failed; ``code`` is a stable machine-readable kind, str() says why."""
 
     code = "failed"
@@ -68,25 +68,25 @@ class UnknownTool(ToolError):
     code = "unknown_tool"
 
 
-class InvalidArguments(ToolError):
+class InvalidArguments(ToolError, errors.InvalidArgument):
     """The arguments do not match the tool's schema; nothing ran."""
 
     code = "invalid_arguments"
 
 
-class PermissionDenied(ToolError):
+class PermissionDenied(ToolError, errors.PermissionDenied):
     """The caller may not do this; the message names the caller, the object and the rule."""
 
     code = "permission_denied"
 
 
-class NotFound(ToolError):
+class NotFound(ToolError, errors.NotFound):
     """The file, directory or process does not exist."""
 
     code = "not_found"
 
 
-class AlreadyExists(ToolError):
+class AlreadyExists(ToolError, errors.Conflict):
     """The target exists and the call asked not to replace it."""
 
     code = "already_exists"

@@ -19,24 +19,16 @@ DEFAULT_DISK_QUOTA for their rows; the system, the shell and the host have none.
 import os
 
 from ..methods import ANY, PRIVILEGED, PUBLIC, Method, obj
-from ..protocol import (BudgetExhausted, Conflict, Internal, InvalidParams, NotFound, PermissionDenied,
-                        Unavailable)
+from ..protocol import Internal, InvalidParams, NotFound, PermissionDenied, Unavailable, from_error
 from ..deferred import Deferred
 from ... import diskspace, safepath
 from ...ctx import validate as limits
 
 DEFAULT_DISK_QUOTA = 64 << 20      # bytes, for principals without a manifest (the manifest's default too)
 
-CODES = {"invalid_argument": InvalidParams, "not_found": NotFound, "permission_denied": PermissionDenied,
-         "conflict": Conflict, "quota_exceeded": BudgetExhausted, "bad_export": InvalidParams,
-         "store_full": Unavailable, "store_read_only": Unavailable, "store_busy": Unavailable,
-         "store_corrupt": Internal, "store_error": Unavailable, "schema_error": Internal,
-         "ctx_error": InvalidParams, "disk_reserve": Unavailable}
-
-
 def as_abi_error(e):
-    cls = CODES.get(getattr(e, "code", ""), Unavailable)
-    return cls(str(e), {"ctx_code": getattr(e, "code", None)})
+    """The ABI error for a store error (aether.errors.WIRE_CODES); the store's own code in data."""
+    return from_error(e, {"ctx_code": getattr(e, "code", None)}, default=Unavailable)
 
 
 def _store(d):

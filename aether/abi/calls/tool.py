@@ -23,18 +23,14 @@ from ... import tools
 from ...tools import processes
 from .. import worker
 from ..methods import ANY, PUBLIC, Method, obj
-from ..protocol import (BudgetExhausted, Conflict, Internal, InvalidParams, MethodNotFound, NotFound,
-                        PermissionDenied, TooLarge, Unavailable)
+from ..protocol import CODES, Conflict, Internal, Unavailable
 from ...ctx import toolcalls
 from ...ctx.errors import ContextError
 from ..deferred import Deferred
 from . import ctx as ctx_calls
 
 SLOW = {"fetch.url": 60.0}          # tool -> longest it may take (its own timeout bound)
-CODES = {"unknown_tool": MethodNotFound, "invalid_arguments": InvalidParams,
-         "permission_denied": PermissionDenied, "not_found": NotFound, "already_exists": Conflict,
-         "too_large": TooLarge, "unavailable": Unavailable, "wrong_type": InvalidParams,
-         "fetch_failed": Unavailable, "quota_exceeded": BudgetExhausted}
+# A tool error's code -> the ABI error: CODES, from aether.errors.WIRE_CODES (the one table).
 # Anything else ("failed": an OS error no rule names, or a bug in a tool) answers internal.
 
 
