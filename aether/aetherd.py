@@ -21,7 +21,7 @@ from . import config, sysinfo
 from .abi import calls as abi_calls, identity
 from .abi.server import Server
 from .agent import manifest as manifests
-from .agent.supervisor import Supervisor, make_cgroups
+from .agent.supervisor import AgentSupervisor, make_cgroups
 from .events import Events
 from .log import Log
 from .loop import Loop
@@ -53,7 +53,7 @@ class Daemon:
         self.events.subscribers.append(self.server.publish)
         self.events.subscribers.append(self._log_event)
         cgroups = make_cgroups(cgroup_root, log) if cgroup_root else None
-        self.supervisor = Supervisor(self.loop, self.reaper, log, self.events.publish, data_dir,
+        self.supervisor = AgentSupervisor(self.loop, self.reaper, log, self.events.publish, data_dir,
                                      cgroups=cgroups, memory_pool=_memory_pool(),
                                      socket_path=self.socket_path, own_uids=not host)
         if host:

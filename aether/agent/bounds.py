@@ -3,7 +3,7 @@
 * A child never gets more than its parent (``inherit``): no grant the parent
   lacks, root only below a root parent, CPU and process limits at most the
   parent's.  Memory and model spend are carved out of the parent's in
-  ``Supervisor._carve``.
+  ``AgentSupervisor._carve``.
 * A top-level agent's memory fits in the pool (``fits_pool``), or it could never start.
 * ``agent.set_limits``: an agent lowers its own limits, never raises them
   (``only_lower``); whoever asks, new limits stay within the parent's, above what

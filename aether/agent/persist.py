@@ -200,7 +200,7 @@ def process_start(pid):
 class Durable:
     """The supervisor's durable agents: saved as they change, declared again at start.
 
-    ``sup`` is the Supervisor; it calls ``declared``, ``changed``, ``removed`` and,
+    ``sup`` is the AgentSupervisor; it calls ``declared``, ``changed``, ``removed`` and,
     once the boot manifests are declared, ``restore``."""
 
     def __init__(self, sup, directory):

@@ -125,7 +125,7 @@ def _kill(pid, sig):
         pass
 
 
-class Supervisor:
+class AgentSupervisor:
     def __init__(self, loop, reaper, log, publish, data_dir, cgroups=None,
                  memory_pool=256 << 20, context_pool=1_000_000, stop_timeout=5.0,
                  socket_path="/run/aether/abi.sock", own_uids=True):

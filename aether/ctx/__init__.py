@@ -5,7 +5,7 @@ location, /var/lib/aether/context.db) and exposes its methods as the ABI's
 ``ctx.*`` calls.  One module per noun:
 
 ``store``       connection, pragmas, ``atomic()``, migrations, error mapping
-``schema``      the migrations registry (tables, indexes, triggers)
+``migrations``  the migrations registry (tables, indexes, triggers)
 ``journal``     the append-only, hash-chained record of what happened
 ``memories``    facts, notes, observations and summaries, per scope
 ``goals``       intents, plans, steps and outcomes, linked to the journal

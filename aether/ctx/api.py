@@ -41,7 +41,7 @@ from .errors import (ContextError, DiskReserved, InvalidArgument, NotFound, Perm
 from .goals import Goals
 from .memories import Memories, check_digests
 from .quota import Pressure, Quotas, psi_lines
-from .schema import ROW_BYTES
+from .migrations import ROW_BYTES
 from .store import Store, filesystem
 from .terms import DEFAULT_POSTINGS_BUDGET
 from .tokens import DEFAULT as DEFAULT_ESTIMATOR

@@ -46,7 +46,7 @@ from . import journal as jr
 from . import validate as check
 from .errors import Conflict, ContextError, ExportFormatError, QuotaExceeded
 from .memories import digest as text_digest
-from .schema import GENESIS
+from .migrations import GENESIS
 from .tokens import item_tokens
 
 FORMAT, VERSION = "aether-context-export", 1

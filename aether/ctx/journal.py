@@ -25,7 +25,7 @@ import hashlib
 import json
 
 from .errors import InvalidArgument
-from .schema import GENESIS
+from .migrations import GENESIS
 from .validate import MAX_BODY_BYTES
 
 COLUMNS = "seq, ts, actor, scope, kind, goal_id, body, origin, prev_hash, hash"

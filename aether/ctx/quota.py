@@ -3,7 +3,7 @@
 *Usage* of a scope is what it holds: live items and their tokens (what
 windows draw from and what the quota limits) and retained items (compacted
 or forgotten, recoverable until a purge).  The counters are kept by triggers
-(schema.py), so reading them costs one row.
+(migrations.py), so reading them costs one row.
 
 A scope's *quota* is a number of live tokens and of live items; NULL in the
 database means the store's default, -1 unlimited ("max").  When a write takes

@@ -31,7 +31,7 @@ its close() leaves the connection alone (children should end with os._exit).
 import os
 import sqlite3
 
-from . import schema
+from . import migrations as _migrations
 from .errors import (SchemaError, StoreBusyError, StoreCorruptError, StoreError, StoreFullError,
                      StoreReadOnlyError)
 
@@ -62,7 +62,7 @@ class Store:
         self.conn = self._connect(check_same_thread)
         try:
             self._configure()
-            self.version = migrate(self, migrations or schema.MIGRATIONS)
+            self.version = migrate(self, migrations or _migrations.MIGRATIONS)
         except BaseException:
             self.conn.close()
             raise

@@ -33,7 +33,7 @@ import json
 from . import access as acl
 from .errors import InvalidArgument, NotFound, PermissionDenied, QuotaExceeded
 from .journal import canonical
-from .schema import GENESIS, ROW_BYTES
+from .migrations import GENESIS, ROW_BYTES
 
 MAX_TEXT = 32_000            # characters of an input's text
 MAX_RESULTS = 32             # tool results in one input

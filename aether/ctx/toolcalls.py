@@ -33,7 +33,7 @@ import json
 
 from .errors import Conflict, InvalidArgument
 from .journal import canonical
-from .schema import ROW_BYTES
+from .migrations import ROW_BYTES
 
 MAX_CALL_ID = 128
 MAX_OUTCOME_BYTES = 64 * 1024

@@ -22,7 +22,7 @@ from .. import __version__, sysinfo
 from ..log import Log
 from ..loop import Loop
 from ..reaper import Reaper
-from .services import ServiceSpec, Supervisor
+from .services import ServiceSpec, ServiceSupervisor
 from ..spawn import fork_call, read_lines, spawn
 from ..states import ALWAYS, START, STOP
 
@@ -85,7 +85,7 @@ class Init:
         self.log = Log()
         self.loop = Loop(on_error=lambda e: self.log.exception("internal error", e))
         self.reaper = Reaper(self.log)
-        self.sup = Supervisor(RealOs(self), self.loop.call_later, self.reaper.claim, self.log,
+        self.sup = ServiceSupervisor(RealOs(self), self.loop.call_later, self.reaper.claim, self.log,
                               on_change=lambda _svc: self.write_status())
         self.config = None
         self.data_persistent = False

@@ -251,7 +251,7 @@ TRANSITIONS = {
 }
 
 
-class Supervisor:
+class ServiceSupervisor:
     """The set of services PID 1 runs.
 
     ``osi``: spawn(spec) -> pid, kill(pid, sig), group_alive(pgid), now().

@@ -4,7 +4,7 @@ names keep their owner (issue 15, items 2, 4 and 6), on the supervisor itself.""
 import pytest
 
 from aether.agent.manifest import ManifestError, from_dict
-from aether.agent.supervisor import AgentError, Supervisor
+from aether.agent.supervisor import AgentError, AgentSupervisor
 from aether.states import RUNNING
 
 MiB = 1 << 20
@@ -33,7 +33,7 @@ class FakeLog:
 @pytest.fixture
 def sup(tmp_path):
     events = []
-    s = Supervisor(FakeLoop(), None, FakeLog(), events.append, str(tmp_path / "data"),
+    s = AgentSupervisor(FakeLoop(), None, FakeLog(), events.append, str(tmp_path / "data"),
                    memory_pool=256 * MiB, own_uids=False)
     s.events = events
     return s
@@ -127,7 +127,7 @@ def test_a_name_is_declared_again_only_by_its_owner(sup, tmp_path):
     with pytest.raises(AgentError):
         declare(sup, "victim", owner="host")            # another privileged principal, not explicitly
     # the owner survives a restart of aetherd (a new supervisor on the same data)
-    again = Supervisor(FakeLoop(), None, FakeLog(), [].append, sup.data_dir, own_uids=False)
+    again = AgentSupervisor(FakeLoop(), None, FakeLog(), [].append, sup.data_dir, own_uids=False)
     with pytest.raises(AgentError, match="belongs to shell"):
         again.declare(m("victim"), None, "host", owner="host")
     again.declare(m("victim"), None, "shell", owner="shell")           # its owner may

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from aether.agent.layout import Layout, LayoutError
-from aether.agent.supervisor import Supervisor
+from aether.agent.supervisor import AgentSupervisor
 
 
 class FakeLoop:
@@ -26,7 +26,7 @@ AGENT_UID = 10003
 
 
 def supervisor(data):
-    return Supervisor(FakeLoop(), None, FakeLog(), [].append, str(data), own_uids=False)
+    return AgentSupervisor(FakeLoop(), None, FakeLog(), [].append, str(data), own_uids=False)
 
 
 def legacy(data, manifest_owner=0, dir_owner=0):

@@ -14,7 +14,7 @@ import pytest
 from aether.ctx import ContextStore, InvalidArgument, QuotaExceeded, StoreError, StoreReadOnlyError
 from aether.ctx import api as ctx_api
 from aether.ctx.errors import DiskReserved
-from aether.ctx.schema import MIGRATIONS, ROW_BYTES
+from aether.ctx.migrations import MIGRATIONS, ROW_BYTES
 
 import ctx_helpers
 from ctx_helpers import open_store

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from aether.ctx import InvalidArgument, PermissionDenied, StoreError
 from aether.ctx import journal as jr
-from aether.ctx.schema import GENESIS
+from aether.ctx.migrations import GENESIS
 from aether.ctx.store import Store
 
 from ctx_helpers import Clock, open_store

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from aether.ctx import ContextStore, SchemaError, StoreError, StoreReadOnlyError
-from aether.ctx import schema
+from aether.ctx import migrations
 from aether.ctx.store import Store, current_version, split_sql, translate
 
 from ctx_helpers import Clock
@@ -40,8 +40,8 @@ def test_migrations_are_recorded_once(tmp_path):
     ContextStore(path).close()
     s = ContextStore(path)
     rows = s.db.all("SELECT version, name FROM migrations")
-    assert rows == [(v, name) for v, name, _ in schema.MIGRATIONS]
-    assert s.db.version == schema.LATEST
+    assert rows == [(v, name) for v, name, _ in migrations.MIGRATIONS]
+    assert s.db.version == migrations.LATEST
     s.close()
 
 
@@ -50,7 +50,7 @@ def extra_migration(fail=False):
         db.execute("INSERT INTO extra VALUES ('from N+1')")
         if fail:
             raise RuntimeError("boom in the middle")
-    return (schema.LATEST + 1, "test: an extra table",
+    return (migrations.LATEST + 1, "test: an extra table",
             ["CREATE TABLE extra(x TEXT); CREATE INDEX extra_x ON extra(x);", data_step])
 
 
@@ -58,22 +58,22 @@ def test_migration_n_to_n_plus_1_in_one_transaction(tmp_path):
     path = tmp_path / "c.db"
     ContextStore(path).close()                                    # a database at version N
     with pytest.raises(SchemaError, match=r"migration \d+ \(test: an extra table\) failed and was rolled back"):
-        Store(path, migrations=schema.MIGRATIONS + [extra_migration(fail=True)])
+        Store(path, migrations=migrations.MIGRATIONS + [extra_migration(fail=True)])
     db = Store(path)
-    assert current_version(db) == schema.LATEST                    # still N, nothing half-done
+    assert current_version(db) == migrations.LATEST                    # still N, nothing half-done
     assert db.one("SELECT 1 FROM sqlite_master WHERE name IN ('extra', 'extra_x')") is None
     db.close()
-    db = Store(path, migrations=schema.MIGRATIONS + [extra_migration()])
-    assert current_version(db) == schema.LATEST + 1
+    db = Store(path, migrations=migrations.MIGRATIONS + [extra_migration()])
+    assert current_version(db) == migrations.LATEST + 1
     assert db.all("SELECT x FROM extra") == [("from N+1",)]
-    assert db.one("SELECT name FROM migrations WHERE version = ?", (schema.LATEST + 1,))[0] == \
+    assert db.one("SELECT name FROM migrations WHERE version = ?", (migrations.LATEST + 1,))[0] == \
         "test: an extra table"
     db.close()
 
 
 def test_a_newer_database_is_refused(tmp_path):
     path = tmp_path / "c.db"
-    Store(path, migrations=schema.MIGRATIONS + [extra_migration()]).close()
+    Store(path, migrations=migrations.MIGRATIONS + [extra_migration()]).close()
     with pytest.raises(SchemaError, match="newer than this AetherOS knows"):
         Store(path)
 
@@ -144,7 +144,7 @@ def test_translate_names_the_failure():
 
 def test_filesystem_and_info(store):
     info = store.info()
-    assert info["schema_version"] == schema.LATEST and info["store_id"]
+    assert info["schema_version"] == migrations.LATEST and info["store_id"]
     assert info["filesystem"]["type"] is not None
     assert info["durable"] == (info["filesystem"]["type"] not in ("tmpfs", "ramfs", "rootfs"))
 

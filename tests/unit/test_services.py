@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from aether.pid1 import services
-from aether.pid1.services import TRANSITIONS, ServiceSpec, SpecError, Supervisor
+from aether.pid1.services import TRANSITIONS, ServiceSpec, ServiceSupervisor, SpecError
 from aether.restart import exit_code
 from aether.states import (BACKOFF, EVENTS, EXIT, EXITED, FAILED, RUNNING, START, STATES, STOP,
                            STOPPED, STOPPING, TIMER)
@@ -78,7 +78,7 @@ def world():
     clock = FakeClock()
     osi = FakeOs(clock)
     claims = {}
-    sup = Supervisor(osi, clock.schedule, lambda pid, cb: claims.__setitem__(pid, cb), FakeLog())
+    sup = ServiceSupervisor(osi, clock.schedule, lambda pid, cb: claims.__setitem__(pid, cb), FakeLog())
 
     def die(svc, status=EXIT_1, group_too=True):
         pid = svc.pid
