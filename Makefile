@@ -11,8 +11,14 @@ MODEL   ?=
 PYTEST_ARGS ?=
 BUILDROOT ?=
 BR_OUT  ?= out/buildroot
+AGENTS  ?=
 
 SOURCES := $(shell find aether init rootfs kernel-config scripts/aetherbuild board -type f 2>/dev/null | grep -v __pycache__)
+# AGENTS="dir1 dir2": agent packages baked into the image (docs/agents.md); the stamp
+# changes when the list does, so a new list rebuilds the image.
+AGENTS_STAMP := out/build/agents.list
+AGENT_FILES := $(if $(AGENTS),$(shell find $(AGENTS) -type f 2>/dev/null | grep -v __pycache__))
+$(shell mkdir -p out/build; echo '$(AGENTS)' | cmp -s - $(AGENTS_STAMP) || echo '$(AGENTS)' > $(AGENTS_STAMP))
 
 .PHONY: all deps kernel image rootfs disk run run-disk test test-fast test-vm bench \
 	check-kernel-repro buildroot-image clean distclean help
@@ -25,7 +31,7 @@ help:
 	@echo "make test       install what is needed, build, run every test (unit, host, VM)"
 	@echo "make test-fast  unit and host tests only (no image, no VM)"
 	@echo "make bench      boot-time, size and memory figures (out/bench/)"
-	@echo "make image      kernel + initramfs + manifest under out/images/"
+	@echo "make image      kernel + initramfs + manifest under out/images/ (AGENTS=\"dir ...\": bake packages in)"
 	@echo "make disk       out/images/disk.img (BIOS+UEFI GPT disk, dd-able) and disk.qcow2"
 	@echo "make run-disk   boot a copy of disk.img in QEMU (FIRMWARE=uefi for OVMF)"
 	@echo "make check-kernel-repro  build the kernel again from scratch and compare"
@@ -41,8 +47,8 @@ kernel: | deps
 	$(PY) scripts/build-image kernel
 
 image: $(IMAGES)/.built
-$(IMAGES)/.built: $(SOURCES) Makefile requirements.txt | deps
-	$(PY) scripts/build-image all
+$(IMAGES)/.built: $(SOURCES) $(AGENT_FILES) $(AGENTS_STAMP) Makefile requirements.txt | deps
+	$(PY) scripts/build-image all --agents "$(AGENTS)"
 	@touch $@
 
 # The disk is made from what `image` staged (out/build/rootfs/tree) and published.

@@ -39,6 +39,7 @@ UPLOAD_SECONDS = 300.0
 START_WAIT = 30.0              # seconds a commit or rollback waits for the new version to run
 POLL = 0.05
 OWNER = "package"
+IMAGE_PACKAGES = "/usr/lib/aether/packages"      # make image AGENTS=... (scripts/aetherbuild/packages.py)
 
 
 class DeployError(Exception):
@@ -382,11 +383,13 @@ class Deployer:
         return out
 
     def restore(self):
-        """Declare and start the current version of every deployed agent (aetherd's start)."""
+        """Declare and start the current version of every deployed agent (aetherd's start),
+        after installing what the image bakes in (``seed``)."""
         try:
             self.installed.clear_staging()
         except OSError as e:
             self.sup.log.warning(f"packages: staging directories not cleared: {e}")
+        self.seed(os.environ.get("AETHER_IMAGE_PACKAGES", IMAGE_PACKAGES))
         for name in self.installed.names():
             try:
                 record = self._record(name)
@@ -394,6 +397,40 @@ class Deployer:
                     self._declare(self.installed.load(name, record["current"]), record["current"], "system")
             except (DeployError, InstallError) as e:
                 self._alert(name, f"deployed agent {name} not started: {e}")
+
+    def seed(self, directory):
+        """Install the image's packages (``make image AGENTS=...``): one whose agent has no
+        version installed, or only older ones, becomes current; a version deployed later,
+        or the same one, wins.  A bad one is refused with an alert; the others go on."""
+        try:
+            entries = sorted(e for e in os.listdir(directory) if e.endswith(fmt.SUFFIX))
+        except OSError:
+            return
+        try:
+            self._ready()
+        except DeployError as e:
+            return self._alert(None, f"the image's packages are not installed: {e}")
+        for entry in entries:
+            try:
+                self._seed_one(os.path.join(directory, entry))
+            except (DeployError, fmt.PackageError, InstallError, OSError) as e:
+                self._alert(None, f"the image's package {entry} is not installed: {e}")
+
+    def _seed_one(self, path):
+        with open(path, "rb") as f:
+            index, pm = fmt.unpack(f, os.path.basename(path))
+        record = self._record(pm.name)
+        if pm.version in record["versions"] or any(version_key(v) >= version_key(pm.version)
+                                                   for v in record["versions"]):
+            return
+        self._check_owner(pm.name)
+        _index, pm, _fresh = self._install(path)
+        record = self._record(pm.name)
+        record["history"] = [v for v in record["history"] if v != pm.version] + [pm.version]
+        record["rollback_to"], record["current"] = record["current"], pm.version
+        record["versions"][pm.version]["status"] = "from the image"
+        self._save(record)
+        self.sup.log.info(f"packages: {pm.label} installed from the image")
 
     # -- plumbing ----------------------------------------------------------------------
 

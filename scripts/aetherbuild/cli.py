@@ -87,11 +87,11 @@ def build_kernel():
     return manifest.kernel(bzimage, done)
 
 
-def build_rootfs(kernel_record=None):
-    """out/images/rootfs.cpio.zst and manifest.json."""
+def build_rootfs(kernel_record=None, agents=()):
+    """out/images/rootfs.cpio.zst and manifest.json (``agents``: package directories baked in)."""
     images = paths.images_dir()
     epoch = source_date_epoch()
-    image = rootfs.build(paths.out_dir() / "build" / "rootfs", paths.REPO, epoch, build_id())
+    image = rootfs.build(paths.out_dir() / "build" / "rootfs", paths.REPO, epoch, build_id(), agents)
     if kernel_record is None and (images / "bzImage").exists():
         kernel_record = manifest.kernel(images / "bzImage")
     publish(image.archive, images / "rootfs.cpio.zst")
@@ -146,12 +146,12 @@ def build_disk():
          f"disk.qcow2: {(images / 'disk.qcow2').stat().st_size:,} bytes")
 
 
-def run(target):
+def run(target, agents=()):
     if target == "disk":
         return build_disk()
     record = build_kernel() if target in ("kernel", "all") else None
     if target in ("rootfs", "all"):
-        build_rootfs(record)
+        build_rootfs(record, agents)
 
 
 def main(argv=None):
@@ -160,10 +160,13 @@ def main(argv=None):
     parser.add_argument("target", choices=("kernel", "rootfs", "all", "disk"),
                         help="kernel: bzImage; rootfs: rootfs.cpio.zst and manifest.json; "
                              "all: both; disk: disk.img and disk.qcow2 from what `all` built")
+    parser.add_argument("--agents", default="",
+                        help="agent package directories to bake in, separated by spaces "
+                             "(make image AGENTS=\"dir1 dir2\"; docs/agents.md)")
     args = parser.parse_args(argv)
     start = time.monotonic()
     try:
-        run(args.target)
+        run(args.target, args.agents.split())
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

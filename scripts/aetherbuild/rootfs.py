@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from . import cpio, debs, elfdeps, hosttools, stdlib, templates
+from . import packages as agent_packages
 from .log import BuildError, info, stage
 from .templates import aether_version, render  # noqa: F401 - part of this module's interface
 
@@ -192,8 +193,9 @@ def check_no_shell(image_entries):
                          hint="remove them from rootfs/ or from what the build selects")
 
 
-def build(work, repo, epoch, build_id=None):
-    """Fetch, select, assemble and archive: work/rootfs.cpio.zst, described by an Image."""
+def build(work, repo, epoch, build_id=None, agents=()):
+    """Fetch, select, assemble and archive: work/rootfs.cpio.zst, described by an Image.
+    ``agents``: package directories baked in (packages.py)."""
     hosttools.require("apt-get", "dpkg-deb", "tar", "zstd")
     work, repo = Path(work).resolve(), Path(repo).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -201,6 +203,7 @@ def build(work, repo, epoch, build_id=None):
     debroot = debs.extract(packages, work / "debroot")
     context = {"version": aether_version(repo), "build_id": build_id}
     selection = assemble(debroot, repo, work / "tree", context)
+    agent_packages.bake(repo, work / "tree", agents)
     normalize_modes(work / "tree")
     image_entries = entries(work / "tree")
     check_no_shell(image_entries)

@@ -322,3 +322,30 @@ def test_aetherctl_pack_deploy_versions_rollback(aetherd, tmp_path):
     assert code == 0 and "greeter-1.0.0 is current" in out
     code, out = ctl("deploy", "nowhere")
     assert code != 0 and "neither a package directory" in out
+
+
+def test_packages_baked_into_the_image_are_installed_at_boot_and_never_replace_a_newer_one(
+        aetherd, tmp_path, monkeypatch):
+    image = tmp_path / "image-packages"
+    image.mkdir()
+    fmt.pack(str(package(tmp_path / "v1", "1.0.0")), str(image))
+    (image / "junk-1.0.0.aether").write_bytes(os.urandom(2000))          # a bad one: refused alone
+    monkeypatch.setenv("AETHER_IMAGE_PACKAGES", str(image))
+    d = aetherd()
+    c = d.connect()
+    sleep_until(lambda: inspect(c)["state"] == "running", 20)
+    info = versions(c)
+    assert info["current"] == "1.0.0" and info["versions"][0]["status"] in ("from the image", "ok")
+    assert any("junk-1.0.0.aether is not installed" in m for m in alerts(c))
+    upload(c, str(package(tmp_path / "v2", "1.1.0")))                     # deployed later: it wins
+    d.stop()
+    d.start()
+    c = d.connect()
+    sleep_until(lambda: inspect(c)["state"] == "running", 20)
+    assert versions(c)["current"] == "1.1.0"
+    fmt.pack(str(package(tmp_path / "v3", "2.0.0")), str(image))           # a newer image: it upgrades
+    d.stop()
+    d.start()
+    c = d.connect()
+    sleep_until(lambda: versions(c)["current"] == "2.0.0" and inspect(c)["state"] == "running", 20)
+    assert [v["version"] for v in versions(c)["versions"]] == ["1.0.0", "1.1.0", "2.0.0"]

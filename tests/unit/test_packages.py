@@ -222,3 +222,21 @@ def test_a_requirement_with_no_wheel_is_refused(tmp_path):
     pkg = make_pkg(tmp_path / "p", AGENT + 'requires = ["nosuchdep==9.9"]\n')
     with pytest.raises(fmt.PackageError, match="no pure-Python wheel"):
         vendor.pack_with_requires(str(pkg), str(tmp_path), str(wheels), no_index=True)
+
+
+def test_baking_into_the_image_tree_is_reproducible(tmp_path):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from aetherbuild import packages as bake
+    repo = Path(__file__).resolve().parents[2]
+    a, b = make_pkg(tmp_path / "a"), make_pkg(tmp_path / "b", AGENT.replace("hello", "other").replace(
+        'program = "other:main"', 'program = "hello:main"'))
+    t1, t2 = tmp_path / "t1", tmp_path / "t2"
+    assert bake.bake(repo, t1, [a, b]) == ["hello-1.0.0.aether", "other-1.0.0.aether"]
+    bake.bake(repo, t2, [a, b])
+    for name in ("hello-1.0.0.aether", "other-1.0.0.aether"):
+        assert (t1 / bake.IMAGE_DIR / name).read_bytes() == (t2 / bake.IMAGE_DIR / name).read_bytes()
+    from aetherbuild.log import BuildError
+    with pytest.raises(BuildError, match="cannot be packed"):
+        bake.bake(repo, tmp_path / "t3", [tmp_path / "missing"])
