@@ -173,7 +173,7 @@ def request(candidates, opts):
         asked.append(c)
         used += len(line) + 1
     total = sum(c.size for c in asked)
-    step = f"delete {len(asked)} files ({human(total)}) in agents' homes"
+    step = f"delete {len(asked)} file{'s' if len(asked) != 1 else ''} ({human(total)}) in agents' homes"
     why = (f"each is at least {human(opts['min_size'])} and untouched for {opts['min_age'] / 86400:g} days"
            + (f"; {len(candidates) - len(asked)} more are left for another time" if len(candidates) > len(asked) else ""))
     return asked, step, why, "\n".join(lines)
