@@ -319,6 +319,46 @@ def power(result):
     return f"{result.get('action', 'power')}: PID 1 is shutting the machine down."
 
 
+def thread(result):
+    """ctx.thread: a page of turns, or one turn with what went into its window and what was left out."""
+    t = result.get("thread") or {}
+    head = f"thread {t.get('thread_id')} ({t.get('name')}, {t.get('owner')}): {t.get('turns')} turns"
+    if "turn" not in result:
+        rows = [f"  {x['n']:>4}  {x['role']:<6} {_turn_text(x)}" for x in result.get("turns", [])]
+        return "\n".join([head] + rows)
+    turn = result["turn"]
+    lines = [head, f"turn {turn['n']} ({turn['role']}): {_turn_text(turn)}"]
+    window = result.get("window")
+    if not window:
+        return "\n".join(lines + ["(an answer turn: its window is the input turn's before it)"
+                                  if turn["role"] == "answer" else "(no window was recorded for it)"])
+    lines.append(f"its window: {window.get('tokens')} of {window.get('budget_tokens')} tokens, "
+                 f"{window.get('faults')} faults")
+    for m in window.get("memories") or []:
+        lines.append(f"  memory {m['id']}{' (pinned)' if m.get('pinned') else ''}: {m['text'][:100]}")
+    if window.get("summary"):
+        lines.append(f"  summary of turns 1-{window['summary']['through_n']}: {window['summary']['text'][:100]}")
+    for x in window.get("turns") or []:
+        lines.append(f"  turn {x['n']} ({x['why']}): {x['text'][:100]}")
+    counts = window.get("left_out_counts") or {}
+    left = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in sorted(counts.items()) if n) or "nothing"
+    lines.append(f"left out: {left}")
+    return "\n".join(lines)
+
+
+def _turn_text(turn):
+    body = turn.get("body") or {}
+    if turn.get("role") == "input":
+        text = body.get("text") or ""
+        results = body.get("tool_results") or []
+        return (text[:80] + (f" [+{len(results)} tool results]" if results else "")).strip()
+    if body.get("error"):
+        return f"failed: {body['error'].get('message', '')[:80]}"
+    calls = body.get("tool_calls") or []
+    return ((body.get("content") or "")[:80] + (f" [asked for {', '.join(c['name'] for c in calls)}]"
+                                                if calls else "")).strip()
+
+
 RENDERERS = {
     "status": status, "memory": memory, "cpu": cpu, "sys.processes": processes, "processes.list": processes,
     "disk.usage": disks, "network.interfaces": interfaces, "network.routes": routes, "clock.now": clock,
@@ -327,7 +367,7 @@ RENDERERS = {
     "ctx.forget": lambda r: f"forgot memory #{r.get('id', r.get('memory_id', '?'))}", "agent.logs": agent_logs, "agent.inspect": agent_inspect,
     "journal": journal, "ctx.journal": journal, "alerts": alerts, "memories": memories,
     "memory_item": memory_item, "ctx.remember": remembered, "history": history, "ctx.goals": goals_table,
-    "ctx.compacted": compacted, "ctx.usage": usage, "ctx.pressure": pressure, "files.list": file_list,
+    "ctx.compacted": compacted, "thread": thread, "ctx.thread": thread, "ctx.usage": usage, "ctx.pressure": pressure, "files.list": file_list,
     "files.read": file_read, "sys.power": power,
 }
 

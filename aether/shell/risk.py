@@ -31,7 +31,7 @@ METHODS = {
 SAFE_METHODS = frozenset({
     "sys.info", "sys.processes", "agent.list", "agent.inspect", "agent.logs", "agent.start",
     "ctx.remember", "ctx.search", "ctx.recall", "ctx.journal", "ctx.compacted", "ctx.restore",
-    "ctx.usage", "ctx.pressure", "ctx.goals", "ctx.goal", "ctx.compact", "ctx.window",
+    "ctx.usage", "ctx.pressure", "ctx.goals", "ctx.goal", "ctx.compact", "ctx.window", "ctx.thread",
     "tool.list", "abi.hello", "ctx.info", "ctx.scopes", "ctx.grants", "ctx.verify", "ctx.check", "ctx.as_of",
     "llm.usage", "llm.queue", "agent.queue", "sys.events", "agent.requests", "agent.deny",
 })

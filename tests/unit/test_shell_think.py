@@ -68,3 +68,24 @@ def test_explain_says_what_went_into_the_models_window():
     assert "300 of 1500 tokens" in text and "2 memories" in text and "7 older than recent" in text
     assert "ctx.thread thread_id=3 turn=5" in text
     assert model.window_lines(None) == []
+
+
+def test_a_thinks_window_is_rendered_with_what_was_left_out():
+    from aether.shell import render
+    explained = {"thread": {"thread_id": 2, "name": "main", "owner": "agent:a", "turns": 6},
+                 "turn": {"n": 5, "role": "input", "body": {"text": "what is the code?", "tool_results": []}},
+                 "window": {"tokens": 120, "budget_tokens": 900, "faults": 2,
+                            "memories": [{"id": 9, "text": "the code is K7", "pinned": True}],
+                            "summary": {"through_n": 2, "text": "earlier: hellos"},
+                            "turns": [{"n": 1, "why": "relevant", "text": "crate1 is K7"},
+                                      {"n": 4, "why": "recent", "text": "ok"}],
+                            "left_out_counts": {"older_than_recent": 2, "over_budget": 0}}}
+    text = render.thread(explained)
+    assert "turn 5 (input): what is the code?" in text and "memory 9 (pinned): the code is K7" in text
+    assert "summary of turns 1-2" in text and "turn 1 (relevant)" in text
+    assert "left out: 2 older than recent" in text and "over budget" not in text
+    page = render.thread({"thread": explained["thread"], "turns": [
+        {"n": 1, "role": "input", "body": {"text": "hi", "tool_results": [{"id": "a"}]}},
+        {"n": 2, "role": "answer", "body": {"content": "", "tool_calls": [{"name": "clock.now"}]}},
+        {"n": 3, "role": "answer", "body": {"error": {"message": "endpoint down"}}}]})
+    assert "hi [+1 tool results]" in page and "[asked for clock.now]" in page and "failed: endpoint down" in page

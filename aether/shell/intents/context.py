@@ -194,3 +194,18 @@ def compact(u, env):
     m = re.search(r"\bscope\s+([\w:.\-]+)", u.line)
     scope = m.group(1) if m else (f"agent:{u.agent}" if u.agent else "user")
     return Match(2.5, [Step("ctx.compact", {"scope": scope}, f"compact {scope} down to its quota")])
+
+
+@intent("ctx.thread", "context", "a thread's turns, or exactly what went into one think's window and what was "
+        "left out", ["explain turn 3 of thread 1", "show thread 2", "what went into turn 5 of thread 2?"])
+def thread(u, env):
+    found = re.search(r"\bthread\s+(\d+)\b", u.lowered)
+    if not found:
+        return None
+    params = {"thread_id": int(found.group(1))}
+    turn = re.search(r"\bturn\s+(\d+)\b", u.lowered)
+    if turn:
+        params["turn"] = int(turn.group(1))
+        return Match(3.2, [Step("ctx.thread", params, f"what went into turn {turn.group(1)} of thread "
+                                                       f"{found.group(1)}", show="thread")])
+    return Match(3.0, [Step("ctx.thread", params, f"the turns of thread {found.group(1)}", show="thread")])
