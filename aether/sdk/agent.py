@@ -17,6 +17,8 @@ from . import state as _state
 STATE_FILE = "state.json"
 RESTING = ("stopped", "exited", "failed")
 WAIT_POLL = (0.05, 1.0)        # first and longest pause between looks at a child
+ANSWER_MARGIN = 30.0           # seconds a long call's connection waits past its own timeout
+THINK_WAIT = 600.0             # a think's wait when it names no deadline_s
 
 
 class NoModel(Unavailable):
@@ -111,15 +113,23 @@ class Agent:
         finally:
             self.progress = time.monotonic()
 
-    def _wait_call(self, method, **params):
-        """A call that may block long (a person, the model): interruptible, and the heartbeat goes on."""
+    def _wait_call(self, wait_s, call):
+        """A call that may block long (a person, the model): interruptible, the heartbeat goes on,
+        and the connection waits ``wait_s`` (plus a margin) instead of the client's usual 30 s."""
+        sock = getattr(self.client, "sock", None)
+        before = sock.gettimeout() if sock is not None else None
         self.waiting, self.interruptible = True, True
         try:
             if self._stop.is_set():
                 raise Stopping("the agent is stopping")
-            return self.call(method, **params)
+            if sock is not None:
+                sock.settimeout(wait_s + ANSWER_MARGIN)
+            return call()
         finally:
             self.waiting, self.interruptible = False, False
+            self.progress = time.monotonic()
+            if sock is not None:
+                sock.settimeout(before)
 
     @property
     def stopping(self):
@@ -193,12 +203,8 @@ class Agent:
             raise NoModel("think(): no model is configured on this machine: set aether.llm.endpoint "
                           "and aether.llm.model (kernel command line or /var/lib/aether/config); "
                           "check agent.has_model() to work without one")
-        self.waiting, self.interruptible = True, True
-        try:
-            return Thought(self.client.think(prompt, **options))
-        finally:
-            self.waiting, self.interruptible = False, False
-            self.progress = time.monotonic()
+        wait_s = float(options.get("deadline_s") or THINK_WAIT)
+        return Thought(self._wait_call(wait_s, lambda: self.client.think(prompt, **options)))
 
     # -- memory
 
@@ -284,8 +290,12 @@ class Agent:
             if agent.ask("delete /var/lib/aether/home/web/core (2 GB)", "it is 40 days old"):
                 os.unlink(path)
 
-        The person sees it on the shell's prompt and answers ``approve N`` or ``deny N``."""
+        The person sees it on the shell's prompt and answers ``approve N`` or ``deny N``.
+        ``step`` is one line of at most 200 characters, ``why`` at most 1000 and ``details``
+        4000 (newlines allowed); control characters are refused (InvalidParams), and Busy
+        when 4 of this agent's requests already wait.  The wait is bounded by ``timeout``,
+        not by the connection's usual 30 s."""
         params = {"step": step, "why": why, "timeout_s": timeout}
         if details is not None:
             params["details"] = details
-        return Answer(self._wait_call("agent.ask", **params))
+        return Answer(self._wait_call(timeout, lambda: self.call("agent.ask", **params)))

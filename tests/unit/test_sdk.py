@@ -242,6 +242,25 @@ def test_only_an_approval_is_a_yes(home, state_, yes):
     assert agent.client.calls[-1] == ("agent.ask", {"step": "step", "why": "why", "timeout_s": 10, "details": "d"})
 
 
+def test_a_long_wait_is_not_cut_by_the_clients_socket_timeout(home):
+    class Sock:
+        def __init__(self):
+            self.timeout, self.seen = 30.0, []
+
+        def gettimeout(self):
+            return self.timeout
+
+        def settimeout(self, value):
+            self.timeout = value
+    agent = make(home, {"sys.info": {"llm": {"configured": True}}, "llm.think": {"content": "x"}})
+    agent.client.sock = sock = Sock()
+    agent.client.answers["agent.ask"] = lambda p: sock.seen.append(sock.timeout) or {"id": 1, "state": "approved"}
+    assert agent.ask("s", "w", timeout=3600)
+    agent.client.answers["llm.think"] = lambda p: sock.seen.append(sock.timeout) or {"content": "x"}
+    agent.think("t", deadline_s=100)
+    assert sock.seen == [3630.0, 130.0] and sock.timeout == 30.0        # restored after
+
+
 def test_memory_tools_and_children(home):
     states = iter(["running", "running", "exited"])
     agent = make(home, {"ctx.remember": {"id": 7}, "ctx.search": {"items": [{"id": 7, "text": "t"}]},
