@@ -117,7 +117,7 @@ class Client:
         while not self.frames:
             try:
                 data = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 raise ConnectionLost(f"aetherd did not answer within {self.sock.gettimeout():g}s") from None
             except ConnectionResetError:
                 data = b""

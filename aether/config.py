@@ -73,7 +73,7 @@ def _seconds(low, high):
 def _url(value):
     if value == "":
         return value
-    if not (value.startswith("http://") or value.startswith("https://")) or len(value) > 500:
+    if not (value.startswith(("http://", "https://"))) or len(value) > 500:
         raise ConfigError("give an http:// or https:// base URL such as http://10.0.2.2:8080/v1")
     return value.rstrip("/")
 

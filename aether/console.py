@@ -34,7 +34,7 @@ def attach(tty):
         os.dup2(fd, target)
     if fd > 2:
         os.close(fd)
-    sys.stdin = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
+    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
     sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
     sys.stderr = sys.stdout
 

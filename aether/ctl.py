@@ -76,7 +76,7 @@ def spawn(c, args):
         with open(path, "rb") as f:
             manifest = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
-        raise SystemExit(f"aetherctl: cannot read {path}: {e}")
+        raise SystemExit(f"aetherctl: cannot read {path}: {e}") from None
     result = c.call("agent.spawn", manifest=manifest)
     return f"{result['name']}: {result['state']} ({result['reason']})"
 
@@ -109,7 +109,7 @@ def call(c, args):
     try:
         params = json.loads(args[1]) if len(args) > 1 else {}
     except ValueError as e:
-        raise SystemExit(f"aetherctl call: params are not JSON: {e}")
+        raise SystemExit(f"aetherctl call: params are not JSON: {e}") from None
     if not isinstance(params, dict):
         raise SystemExit("aetherctl call: params must be a JSON object, e.g. '{\"name\": \"sysmon\"}'")
     return json.dumps(c.call(args[0], **params), indent=2)
@@ -134,7 +134,7 @@ def deploy(c, args):
     try:
         result = upload(c, _one(args, "FILE.aether or DIR"))
     except fmt.PackageError as e:
-        raise SystemExit(f"aetherctl deploy: {e}")
+        raise SystemExit(f"aetherctl deploy: {e}") from None
     return result["message"]
 
 

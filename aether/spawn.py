@@ -92,7 +92,7 @@ def _child_setup(setsid, stdout, stderr, name, keep=()):
     os.dup2(stdout if stdout is not None else null, 1)
     os.dup2(stderr if stderr is not None else null, 2)
     _close_from(3, keep)
-    sys.stdin = open(0, "r", closefd=False)
+    sys.stdin = open(0, closefd=False)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     if name:

@@ -63,7 +63,7 @@ class ExtractiveSummariser:
 
     def summarise(self, items, budget_tokens, estimator):
         """A summary of items' texts of at most budget_tokens tokens."""
-        sentences = [s for s in _sentences(items)]
+        sentences = list(_sentences(items))
         if not sentences:
             return ""
         words = [[w for w in _WORD.findall(s.casefold()) if w not in STOP_WORDS] for _, s in sentences]
@@ -347,21 +347,21 @@ class Compactor:
                               "restored_at IS NULL AND purged_at IS NULL)))" + where + " ORDER BY id",
                               (cutoff, cutoff, *params))
         with self.db.atomic():
-            for mid, scope_id, state, cid, _ in victims:
+            for mid, _scope_id, _state, cid, _ in victims:
                 self.db.execute("UPDATE memories SET state = 'purged', state_at = ?, text = NULL, tags = '' "
                                 "WHERE id = ?", (now, mid))
                 self.memories.event(mid, "purged", actor, now, cid)
             self.db.executemany("UPDATE compactions SET purged_at = ? WHERE id = ?",
                                 [(now, c) for c in compactions])
             by_scope = {}
-            for mid, scope_id, _, _, tokens in victims:
+            for _mid, scope_id, _, _, tokens in victims:
                 entry = by_scope.setdefault(scope_id, [0, 0])
                 entry[0] += 1
                 entry[1] += tokens
             for scope_id, (items, tokens) in sorted(by_scope.items()):
                 self.journal(actor, self.access.name_of(scope_id), "ctx.purge",
                              {"cutoff": cutoff, "items": items, "tokens": tokens,
-                              "compactions": [c for c in compactions]})
+                              "compactions": list(compactions)})
         return {"cutoff": cutoff, "purged_items": len(victims),
                 "purged_tokens": sum(v[4] for v in victims), "compactions": compactions}
 

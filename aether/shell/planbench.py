@@ -17,7 +17,7 @@ from .planner import plan
 def run(agents, cases, rounds=3):
     times, wrong = [], []
     for phrase, intent, signature in cases:
-        for i in range(rounds):
+        for _ in range(rounds):
             start = time.perf_counter()
             p = plan(phrase, agents)
             times.append((time.perf_counter() - start) * 1000)

@@ -237,7 +237,7 @@ class Session:
                     more = [s for s in more if not self._missing([s])]
                 if more:
                     self.out("next:\n" + "\n".join(f"  {n + i}. {s.line()}" for i, s in enumerate(more, 1)))
-                    for i, s in enumerate(more, 1):
+                    for s in more:
                         self._record(goal, "add_step", description=s.line())
                     if any(s.risk for s in more):
                         self._ask([s for s in more if s.risk], [None] * n + more)

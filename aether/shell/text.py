@@ -172,7 +172,7 @@ NOT_NAMES = {"even", "also", "just", "only", "too", "ones", "still", "first", "h
              "the", "an", "a", "this", "that", "new", "my", "each", "every", "which", "what", "one", "some",
              "any", "your", "its", "is", "to", "for", "of", "and", "all", "whose", "called", "named", "with",
              "table", "list", "logs", "log", "output", "state", "status", "goal", "up", "down", "again",
-             "whose", "who", "was", "has", "have", "had", "been", "be", "are", "in", "on", "at", "by", "from",
+             "who", "was", "has", "have", "had", "been", "be", "are", "in", "on", "at", "by", "from",
              "did", "does", "do", "can", "should", "will", "would"}
 
 

@@ -31,7 +31,7 @@ def bake(repo, tree, directories):
                 path, digest = pack_with_requires(str(directory), str(out))
             except (fmt.PackageError, OSError) as e:
                 raise BuildError(f"AGENTS: {directory} cannot be packed: {e}",
-                                 hint="fix it (aetherctl pack DIR says the same), or leave it out of AGENTS")
+                                 hint="fix it (aetherctl pack DIR says the same), or leave it out of AGENTS") from None
             name = path.rsplit("/", 1)[-1]
             if name in names:
                 raise BuildError(f"AGENTS: {name} is given twice", hint="name each package once")

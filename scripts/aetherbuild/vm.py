@@ -37,7 +37,7 @@ class QMP:
             except OSError:
                 if time.monotonic() > deadline:
                     self.sock.close()
-                    raise QemuError(f"QEMU's QMP socket {path} did not answer in time")
+                    raise QemuError(f"QEMU's QMP socket {path} did not answer in time") from None
                 time.sleep(0.05)
         self.sock.settimeout(10.0)
         self.file = self.sock.makefile("rb")

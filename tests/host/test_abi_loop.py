@@ -102,7 +102,7 @@ def refusal(s, timeout=3.0):
             if not chunk:
                 break
             data += chunk
-    except (socket.timeout, ConnectionResetError):
+    except (TimeoutError, ConnectionResetError):
         return None
     return json.loads(data.split(b"\n")[0])["error"] if data else None
 

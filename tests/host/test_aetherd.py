@@ -371,9 +371,9 @@ def test_a_model_rewrites_compaction_summaries_and_failures_keep_the_extractive_
         server.queue(reply)
         remember_readings(c, 20 + 10 * n, 6)
         made = c.call("ctx.compact", scope="user", items_target=3)["compactions"][0]
-        sleep_until(lambda: model_compaction()["failed"] == n + 1, 20)
-        entry = sleep_until(lambda: [e for e in c.call("ctx.journal", kind="ctx.resummarise.failed")
-                                     if e["body"]["compaction"] == made["id"]], 5)[0]
+        sleep_until(lambda n=n: model_compaction()["failed"] == n + 1, 20)
+        entry = sleep_until(lambda made=made: [e for e in c.call("ctx.journal", kind="ctx.resummarise.failed")
+                                               if e["body"]["compaction"] == made["id"]], 5)[0]
         assert entry["scope"] == "user" and entry["body"]["error"] == error
         assert (compaction(made["id"])["summariser"], compaction(made["id"])["summary_id"]) == \
             ("extractive-v1", made["summary_id"])

@@ -23,7 +23,7 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
 def blocks():
-    return [(kind, body) for kind, body in FENCE.findall(GUIDE.read_text())]
+    return list(FENCE.findall(GUIDE.read_text()))
 
 
 def test_the_guide_has_the_steps_it_promises():

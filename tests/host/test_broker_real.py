@@ -51,7 +51,7 @@ def test_eight_agents_at_once_through_the_broker(model_server, host_aetherd):  #
         time.sleep(0.1)
     results = [outcome(d, c, n) for n in names]
     assert [r[0] for r in results] == ["ok"] * 8, results
-    for code, answer, _ in results:
+    for _code, answer, _ in results:
         assert answer["content"].strip() and answer["broker"]["counted"] == "server"
         assert answer["usage"]["estimated"] is False and answer["usage"]["completion_tokens"] <= 16
     waits = sorted(r[1]["broker"]["queue_wait_s"] for r in results)

@@ -75,7 +75,7 @@ def test_abi_spawned_agents_survive_an_aetherd_crash(aetherd):
     c.call("agent.spawn", manifest=sh("gone", "sleep 300"))
     c.call("agent.spawn", manifest=sh("oneshot", "sleep 300", restart="never"))
     for name in ("keeper", "watch-memory-above-99", "paused", "gone", "oneshot"):
-        sleep_until(lambda: state(c, name)["state"] == "running", 20)
+        sleep_until(lambda name=name: state(c, name)["state"] == "running", 20)
     sleep_until(lambda: state(c, "helper")["state"] == "exited", 30)
     c.call("agent.stop", name="paused")
     c.call("agent.stop", name="gone")
@@ -89,7 +89,7 @@ def test_abi_spawned_agents_survive_an_aetherd_crash(aetherd):
     names = {a["name"] for a in c.call("agent.list")}
     assert {"keeper", "helper", "watch-memory-above-99", "paused", "oneshot"} <= names and "gone" not in names
     for name in ("keeper", "watch-memory-above-99"):
-        now = sleep_until(lambda: (s := state(c, name))["state"] == "running" and s, 20)
+        now = sleep_until(lambda name=name: (s := state(c, name))["state"] == "running" and s, 20)
         assert now["pid"] != before[name]["pid"] and not alive(before[name]["pid"]), (name, d.log())
         assert now["lineage"] == before[name]["lineage"] and now["owner"] == before[name]["owner"]
         assert now["spawned_by"] == before[name]["spawned_by"] and now["starts"] == before[name]["starts"] + 1

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from aether.agent.layout import Layout, LayoutError
+from aether.agent.manifest import ManifestError
 from aether.agent.supervisor import AgentSupervisor
 
 
@@ -50,7 +51,7 @@ def test_a_fresh_data_partition_gets_root_only_trees(tmp_path):
     modes = {d: os.stat(tmp_path / "data" / d).st_mode & 0o777 for d in ("home", "manifests", "system")}
     assert modes == {"home": 0o711, "manifests": 0o700, "system": 0o700}
     assert sup.home("web") == str(tmp_path / "data" / "home" / "web")
-    with pytest.raises(Exception):
+    with pytest.raises(ManifestError):
         sup.home("../system")
 
 

@@ -46,7 +46,7 @@ def test_a_bad_record_fails_that_agent_alone(tmp_path):
     r.save(record("evil", manifest={"name": "evil", "program": "relative/path"}))
     loaded, refused = r.load()
     assert [x["name"] for x in loaded] == ["good"]
-    why = dict((os.path.basename(p), m) for p, m in refused)
+    why = {os.path.basename(p): m for p, m in refused}
     assert "not valid JSON" in why["bad.json"] and "program" in why["evil.json"]
 
 
@@ -68,7 +68,7 @@ def test_a_record_others_may_write_or_a_hard_link_is_refused(tmp_path):
     os.link(d / "api.json", tmp_path / "second-link")
     loaded, refused = r.load()
     assert loaded == []
-    why = dict((os.path.basename(p), m) for p, m in refused)
+    why = {os.path.basename(p): m for p, m in refused}
     assert "mode 0666" in why["web.json"] and "one link" in why["api.json"]
 
 
@@ -89,7 +89,7 @@ def test_a_foreign_owner_or_a_lineage_that_lies_is_refused(tmp_path):
     os.replace(d / "other.json", d / "named.json")
     loaded, refused = r.load()
     assert loaded == []
-    why = dict((os.path.basename(p), m) for p, m in refused)
+    why = {os.path.basename(p): m for p, m in refused}
     assert "belongs to agent:top" in why["child.json"]
     assert "boot-manifest agents have no record" in why["boot.json"]
     assert "lineage" in why["liar.json"] and "its file is named.json" in why["named.json"]

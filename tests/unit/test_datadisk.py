@@ -182,9 +182,9 @@ def test_find_waits_for_a_late_device_but_not_forever():
 
     found, waited = datadisk.find(scan, 2.0, lambda: clock[0], sleep)
     assert found[0].name == "sdb1" and waited == pytest.approx(0.2)
-    found, waited = datadisk.find(lambda: [], 2.0, lambda: clock[0], sleep)
+    found, waited = datadisk.find(list, 2.0, lambda: clock[0], sleep)
     assert found == [] and 2.0 <= waited < 2.0 + datadisk.POLL
-    found, waited = datadisk.find(lambda: [], 0.0, lambda: clock[0], sleep)
+    found, waited = datadisk.find(list, 0.0, lambda: clock[0], sleep)
     assert waited == 0.0, "booting the initramfs alone must not wait"
 
 

@@ -75,7 +75,7 @@ def test_fifty_agents_come_back_after_kill_9(machine):
     for name in victims:
         c.call("agent.signal", name=name, signal="KILL")
     for name in victims:
-        info = wait(c, name, lambda i: i["state"] == "running" and i["pid"] != pids[name])
+        info = wait(c, name, lambda i, name=name: i["state"] == "running" and i["pid"] != pids[name])
         assert info["last_exit"] == 137 and info["starts"] == 2
     assert console_answers(vm) < CONSOLE_LIMIT      # 50 agents idle: still quick
     for name in names:

@@ -65,7 +65,7 @@ def harness_retry(fetch, timeout=10):
 @pytest.mark.timeout(600)
 def test_names_limits_and_trees_hold_in_the_image(booter, tmp_path):
     disk = data_disk(tmp_path / "data.img")
-    boot = dict(disk=disk, kernel=harness.qemu.default_kernel(), initrd=harness.qemu.default_initrd())
+    boot = {"disk": disk, "kernel": harness.qemu.default_kernel(), "initrd": harness.qemu.default_initrd()}
     vm = booter.boot(**boot)
     c = harness.abi_client(vm)
     assert c.call("ctx.info")["durable"]
