@@ -30,7 +30,7 @@ RESERVE_MAX = 1 << 30
 SCAN_MAX = 200_000            # entries one measurement visits; past it the count is a floor
 CACHE_SECONDS = 10.0
 
-_cache = {}                   # real root -> [bytes, measured at (monotonic)]
+_cache: dict[str, list] = {}  # real root -> [bytes, measured at (monotonic)]
 
 
 def reserve_bytes(st):

@@ -79,7 +79,7 @@ class ConfinementError(OSError):
     """The kernel cannot confine this agent as its policy requires; the message says why."""
 
 
-_struct = []
+_struct: list = []
 
 
 def _path_beneath(allowed, fd):
@@ -105,7 +105,7 @@ def _syscall(number, *args):
     return result
 
 
-_abi = []
+_abi: list = []
 
 
 def landlock_abi():

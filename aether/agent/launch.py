@@ -43,7 +43,7 @@ class LaunchError(Exception):
 
 
 TMP = ".tmp"                # an agent's TMPDIR, in its home: it has no /tmp
-_policies = {}
+_policies: dict = {}
 
 
 def policy(strict):

@@ -191,7 +191,7 @@ def env(origin, field, value):
 
 
 # field -> (validator, default)
-FIELDS = {
+FIELDS: dict[str, tuple] = {
     "name": (name, None),
     "program": (program, None),
     "goal": (text(4000), ""),

@@ -44,7 +44,7 @@ SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY = 5, 6, 8
 SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 10, 11, 13, 14, 26
 
 
-_INHERITED = []     # connections a forked child must neither use nor close (see Store.close)
+_INHERITED: list = []   # connections a forked child must neither use nor close (see Store.close)
 
 
 class Store:

@@ -6,7 +6,7 @@ A leaf module: it imports only ``aether.schema``.
 
 from .. import errors, schema as _schema
 
-REGISTRY = {}
+REGISTRY: dict[str, "Tool"] = {}
 
 
 class Caller:

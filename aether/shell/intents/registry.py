@@ -5,7 +5,7 @@ text and examples in INTENTS; Match is what an intent returns; ``tool`` and
 
 from ..plan import Step
 
-INTENTS = {}
+INTENTS: dict[str, "Intent"] = {}
 
 
 class Intent:
