@@ -28,7 +28,7 @@ import os
 import time
 
 from ..agent.layout import ensure_dir
-from ..states import EXITED, FAILED, RESTING, RUNNING
+from ..states import EXITED, FAILED, RESTING, RUNNING, STOPPED
 from . import format as fmt
 from .install import InstallError, Installed, free_bytes, version_key
 
@@ -274,7 +274,7 @@ class Deployer:
         self._save(record)
         self._declare(pm, version, principal)
 
-    def _declare(self, pm, version, principal):
+    def _declare(self, pm, version, principal, start=True):
         from ..agent.errors import AgentError
         try:
             agent = self.sup.declare(pm.manifest, spawned_by=principal, owner=OWNER)
@@ -282,7 +282,11 @@ class Deployer:
             raise DeployError(e.kind, f"{pm.label} cannot be declared: {e}") from None
         agent.package = self.installed.version_dir(pm.name, version)
         agent.package_version = version
-        self.sup.start(pm.name)
+        if start:
+            self.sup.start(pm.name)
+        else:
+            agent.stopped_on_purpose = True
+            agent.reason = "stopped on purpose before aetherd restarted; agent.start starts it"
 
     def _await_start(self, name, version, reason, answer, deadline):
         agent = self.sup.agents.get(name)
@@ -328,14 +332,28 @@ class Deployer:
         return back
 
     def _on_event(self, event):
-        """A deployed version that ends ``failed`` later (a crash loop) is rolled back, once."""
-        if event.get("kind") != "agent.state" or event.get("state") != FAILED:
+        """A deployed version that ends ``failed`` later (a crash loop) is rolled back, once;
+        one stopped on purpose (agent.stop) stays stopped across restarts of aetherd."""
+        if event.get("kind") != "agent.state":
             return
         name = event.get("agent")
         agent = self.sup.agents.get(name)
-        if agent is None or name in self.busy or getattr(agent, "package_version", None) is None:
+        if agent is None or getattr(agent, "package_version", None) is None:
             return
-        self.d.loop.call_soon(lambda: self._crashed(name, agent.package_version))
+        if event.get("state") in (STOPPED, RUNNING):
+            self.d.loop.call_soon(lambda: self._note_stopped(name, event["state"] == STOPPED
+                                                             and bool(getattr(agent, "stopped_on_purpose", False))))
+        if event.get("state") == FAILED and name not in self.busy:
+            self.d.loop.call_soon(lambda: self._crashed(name, agent.package_version))
+
+    def _note_stopped(self, name, stopped):
+        try:
+            record = self._record(name)
+            if bool(record.get("stopped")) != stopped:
+                record["stopped"] = stopped
+                self._save(record)
+        except DeployError as e:
+            self.sup.log.warning(f"packages: {e}")
 
     def _crashed(self, name, version):
         agent = self.sup.agents.get(name)
@@ -394,7 +412,8 @@ class Deployer:
             try:
                 record = self._record(name)
                 if record["current"] and name not in self.sup.agents:
-                    self._declare(self.installed.load(name, record["current"]), record["current"], "system")
+                    self._declare(self.installed.load(name, record["current"]), record["current"], "system",
+                                  start=not record.get("stopped"))
             except (DeployError, InstallError) as e:
                 self._alert(name, f"deployed agent {name} not started: {e}")
 

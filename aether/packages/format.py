@@ -249,8 +249,44 @@ def _count(value):
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1 << 40
 
 
+KINDS = {b"1": "a hard link", b"2": "a symbolic link", b"3": "a device", b"4": "a device",
+         b"5": "a directory", b"6": "a FIFO", b"7": "a contiguous file", b"x": "a pax header",
+         b"g": "a pax global header", b"L": "a GNU long name", b"K": "a GNU long link name",
+         b"S": "a GNU sparse file"}
+
+
+def scan_headers(fileobj, origin):
+    """Walk the archive's raw 512-byte headers before tarfile parses it: pack writes plain
+    ustar files only, so any other member type (links, devices, and the pax and GNU extension
+    headers tarfile would read whole into memory) is refused here, and the count is bounded."""
+    start, count = fileobj.tell(), 0
+    while True:
+        header = fileobj.read(512)
+        if len(header) < 512 or header == bytes(512):
+            break
+        count += 1
+        if header[257:262] != b"ustar":
+            raise PackageError(f"{origin}: not a package archive (an uncompressed tar from aetherctl "
+                               f"pack): member {count} has no ustar header")
+        kind = header[156:157]
+        name = header[:100].split(b"\0")[0].decode("ascii", "replace")
+        if kind not in (b"0", b"\0"):
+            what = KINDS.get(kind, f"of type {kind!r}")
+            raise PackageError(f"{origin}: member {name[:80]!r} is {what}; a package archive holds "
+                               "plain files only (make it with aetherctl pack)")
+        if count > MAX_FILES + 2:
+            raise PackageError(f"{origin}: more than {MAX_FILES} members")
+        try:
+            size = int(header[124:136].split(b"\0")[0].strip() or b"0", 8)
+        except ValueError:
+            raise PackageError(f"{origin}: member {name[:80]!r} has a damaged header") from None
+        fileobj.seek((size + 511) // 512 * 512, os.SEEK_CUR)
+    fileobj.seek(start)
+
+
 def open_archive(fileobj, origin):
     """(tarfile, Index) of an archive whose first two members are the index and its hash."""
+    scan_headers(fileobj, origin)
     try:
         tar = tarfile.open(fileobj=fileobj, mode="r:")
         first, second = tar.next(), tar.next()

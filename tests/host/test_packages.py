@@ -349,3 +349,23 @@ def test_packages_baked_into_the_image_are_installed_at_boot_and_never_replace_a
     c = d.connect()
     sleep_until(lambda: versions(c)["current"] == "2.0.0" and inspect(c)["state"] == "running", 20)
     assert [v["version"] for v in versions(c)["versions"]] == ["1.0.0", "1.1.0", "2.0.0"]
+
+
+def test_a_deployed_agent_stopped_on_purpose_stays_stopped_across_a_restart(aetherd, tmp_path):
+    d = aetherd()
+    c = d.connect()
+    upload(c, str(package(tmp_path / "v1", "1.0.0")))
+    c.call("agent.stop", name="greeter")
+    sleep_until(lambda: inspect(c)["state"] == "stopped", 10)
+    sleep_until(lambda: json.loads((d.data / "agents" / "greeter" / "record.json").read_text()).get("stopped"), 5)
+    d.stop()
+    d.start()
+    c = d.connect()
+    assert inspect(c)["state"] == "stopped" and "stopped on purpose" in inspect(c)["reason"]
+    c.call("agent.start", name="greeter")
+    sleep_until(lambda: inspect(c)["state"] == "running", 10)
+    sleep_until(lambda: not json.loads((d.data / "agents" / "greeter" / "record.json").read_text()).get("stopped"), 5)
+    d.stop()
+    d.start()
+    c = d.connect()
+    sleep_until(lambda: inspect(c)["state"] == "running", 10)

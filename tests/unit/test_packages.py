@@ -240,3 +240,16 @@ def test_baking_into_the_image_tree_is_reproducible(tmp_path):
     from aetherbuild.log import BuildError
     with pytest.raises(BuildError, match="cannot be packed"):
         bake.bake(repo, tmp_path / "t3", [tmp_path / "missing"])
+
+
+@pytest.mark.parametrize("tar_format, what", [(tarfile.GNU_FORMAT, "GNU long name"),
+                                              (tarfile.PAX_FORMAT, "pax header")])
+def test_extension_headers_are_refused_before_tarfile_reads_them(tar_format, what):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tar_format) as tar:
+        info = tarfile.TarInfo("files/" + "a" * 150)
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    buf.seek(0)
+    with pytest.raises(fmt.PackageError, match=what):
+        fmt.unpack(buf, "t")
