@@ -295,7 +295,33 @@ class Agent:
         4000 (newlines allowed); control characters are refused (InvalidParams), and Busy
         when 4 of this agent's requests already wait.  The wait is bounded by ``timeout``,
         not by the connection's usual 30 s."""
+        params = self._asking(step, why, details, timeout)
+        return Answer(self._wait_call(timeout, lambda: self.call("agent.ask", **params)))
+
+    def ask_later(self, step, why, details=None, timeout=300):
+        """Put the question to a person without waiting; its request id, for answer_of().
+
+            rid = agent.ask_later("reboot tonight", "a kernel update waits")
+            ...                                  # other work
+            if agent.answer_of(rid):             # approved by now?
+                ...
+        """
+        return self.call("agent.ask", wait=False, **self._asking(step, why, details, timeout))["id"]
+
+    def answer_of(self, rid, wait=False):
+        """The Answer to request ``rid`` (state pending while nobody has answered: false);
+        with ``wait``, once it is settled."""
+        if not wait:
+            return Answer(self.call("agent.answer_of", id=rid))
+        view = self.call("agent.answer_of", id=rid)
+        if view.get("state") != "pending":
+            return Answer(view)
+        return Answer(self._wait_call(view.get("expires_in_s", 0),
+                                      lambda: self.call("agent.answer_of", id=rid, wait=True)))
+
+    @staticmethod
+    def _asking(step, why, details, timeout):
         params = {"step": step, "why": why, "timeout_s": timeout}
         if details is not None:
             params["details"] = details
-        return Answer(self._wait_call(timeout, lambda: self.call("agent.ask", **params)))
+        return params

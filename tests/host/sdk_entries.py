@@ -60,3 +60,18 @@ def parent(args):
         agent.log(f"child {done['state']} {done['last_exit']}")
         return sdk.DONE
     return sdk.run(step, args=args)
+
+
+def poller(args):
+    """Ask without waiting, then poll every 0.2 s until a person answers; log what came."""
+    def step(agent):
+        rid = agent.ask_later(args[0], "the test polls for it", timeout=60)
+        agent.log(f"asked {rid}")
+        while True:
+            answer = agent.answer_of(rid)
+            if answer.state != "pending":
+                break
+            agent.sleep(0.2)
+        agent.log(f"polled answer {rid}: {answer.state} by {answer.by}")
+        return sdk.DONE
+    return sdk.run(step, args=args)

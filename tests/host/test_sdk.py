@@ -116,3 +116,12 @@ def test_children_are_spawned_and_waited_for(d):
     line = logged(c, "sdk-parent", "child ")
     assert line.endswith(" 3") and c.call("agent.inspect", name="sdk-child")["parent"] == "sdk-parent"
     assert logs(c, "sdk-child") == ["child ran"]
+
+
+def test_an_agent_that_polls_gets_its_answer(d):
+    c = d.connect()
+    c.call("agent.spawn", manifest=entry("poller", "poller", "a polled step", restart="never"))
+    rid = int(logged(c, "poller", "asked ").split()[-1])
+    assert [r["step"] for r in pending(c)] == ["a polled step"]
+    c.call("agent.deny", id=rid)
+    assert logged(c, "poller", "polled answer").endswith(f"polled answer {rid}: denied by shell")

@@ -242,6 +242,18 @@ def test_only_an_approval_is_a_yes(home, state_, yes):
     assert agent.client.calls[-1] == ("agent.ask", {"step": "step", "why": "why", "timeout_s": 10, "details": "d"})
 
 
+def test_ask_later_and_poll(home):
+    views = iter([{"id": 4, "state": "pending", "expires_in_s": 50}, {"id": 4, "state": "pending", "expires_in_s": 49},
+                  {"id": 4, "state": "denied", "by": "host"}])
+    agent = make(home, {"agent.ask": {"id": 4, "state": "pending"}, "agent.answer_of": lambda p: next(views)})
+    assert agent.ask_later("s", "w", timeout=60) == 4
+    assert agent.client.calls[-1] == ("agent.ask", {"wait": False, "step": "s", "why": "w", "timeout_s": 60})
+    first = agent.answer_of(4)
+    assert not first and first.state == "pending"
+    last = agent.answer_of(4, wait=True)
+    assert not last and last.state == "denied" and agent.client.calls[-1] == ("agent.answer_of", {"id": 4, "wait": True})
+
+
 def test_a_long_wait_is_not_cut_by_the_clients_socket_timeout(home):
     class Sock:
         def __init__(self):
