@@ -19,6 +19,7 @@ It talks to aetherd over the virtio-serial channel ``make run`` attaches
     aetherctl deploy FILE.aether|DIR    upload, install and start a package (the same
                                         version again changes nothing)
     aetherctl rollback NAME             make the version before the current one current
+    aetherctl undeploy NAME             stop a deployed agent and uninstall all its versions
     aetherctl shell                     the intent shell, on this terminal
     aetherctl intent [--yes] "GOAL"     plan and run one goal; print plan and outcome
                                         (risky steps run only with --yes; exit 0 when
@@ -144,6 +145,12 @@ def rollback(c, args):
     return c.call("package.rollback", name=_one(args, "NAME"))["message"]
 
 
+def undeploy(c, args):
+    from .packages.upload import COMMIT_TIMEOUT
+    c.sock.settimeout(COMMIT_TIMEOUT)
+    return c.call("package.remove", name=_one(args, "NAME"))["message"]
+
+
 def pack(args):
     """aetherctl pack DIR [--out DIR] [--find-links DIR] [--no-index]: no connection needed."""
     from .packages import format as fmt
@@ -196,7 +203,7 @@ def _one(args, what):
 COMMANDS = {"status": status, "agents": agents, "inspect": inspect, "spawn": spawn,
             "stop": _verb("agent.stop"), "start": _verb("agent.start"),
             "restart": _verb("agent.restart"), "logs": logs, "events": events, "call": call,
-            "deploy": deploy, "rollback": rollback,
+            "deploy": deploy, "rollback": rollback, "undeploy": undeploy,
             "requests": requests, "approve": _answering("agent.approve"), "deny": _answering("agent.deny")}
 
 

@@ -349,7 +349,7 @@ class Deployer:
     def _note_stopped(self, name, stopped):
         try:
             record = self._record(name)
-            if bool(record.get("stopped")) != stopped:
+            if record["versions"] and bool(record.get("stopped")) != stopped:     # none: uninstalled
                 record["stopped"] = stopped
                 self._save(record)
         except DeployError as e:
@@ -385,6 +385,38 @@ class Deployer:
         self._save(record)
         self.switch(name, back, caller.principal, reason=f"rolled back from {current} by {caller.principal}",
                     answer=answer, rollback=True)
+
+    def remove(self, caller, name, answer):
+        """Stop the agent, take it out of the table and uninstall every version of it."""
+        record = self._record(name)
+        if not record["versions"]:
+            raise DeployError("conflict", f"no package {name!r} is installed (package.list shows them)")
+        if name in self.busy:
+            raise DeployError("conflict", f"{name} is being switched; wait for it")
+        self.busy.add(name)
+        agent = self.sup.agents.get(name)
+        if agent is not None and agent.state not in RESTING:
+            self.sup.stop(name, "request")
+        deadline = time.monotonic() + self.sup.stop_timeout + 10
+
+        def stopped():
+            current = self.sup.agents.get(name)
+            if current is not None and current.state not in RESTING and time.monotonic() < deadline:
+                return self.d.loop.call_later(POLL, stopped)
+            self.busy.discard(name)
+            if current is not None:
+                if current.state not in RESTING:
+                    return answer(None, DeployError("conflict", f"{name} did not stop; nothing was removed"))
+                self.sup.remove(name)
+            try:
+                self.installed.uninstall(name)
+            except OSError as e:
+                return answer(None, DeployError("unavailable", f"{name}: its files could not all be "
+                                                               f"removed ({e}); the record is gone"))
+            answer({"name": name, "removed": sorted(record["versions"], key=version_key),
+                    "message": f"{name} removed by {caller.principal}: versions "
+                               f"{', '.join(self._sorted(record))} uninstalled"}, None)
+        stopped()
 
     def listing(self):
         out = []

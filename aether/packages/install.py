@@ -154,6 +154,19 @@ class Installed:
             shutil.rmtree(path)
             sync_dir(self.agent_dir(name))
 
+    def uninstall(self, name):
+        """Every version of an agent and its record: the record goes first (durably), so a
+        crash part-way leaves no record that points at missing files."""
+        directory = self.agent_dir(name)
+        try:
+            os.unlink(os.path.join(directory, RECORD))
+            sync_dir(directory)
+        except FileNotFoundError:
+            pass
+        if os.path.isdir(directory) and not os.path.islink(directory):
+            shutil.rmtree(directory)
+            sync_dir(self.root)
+
     def clear_staging(self):
         """Staging directories a crash left behind."""
         for name in self.names():

@@ -369,3 +369,21 @@ def test_a_deployed_agent_stopped_on_purpose_stays_stopped_across_a_restart(aeth
     d.start()
     c = d.connect()
     sleep_until(lambda: inspect(c)["state"] == "running", 10)
+
+
+def test_undeploy_stops_the_agent_and_uninstalls_every_version(aetherd, tmp_path):
+    d = aetherd()
+    c = d.connect()
+    upload(c, str(package(tmp_path / "v1", "1.0.0")))
+    upload(c, str(package(tmp_path / "v2", "1.1.0")))
+    done = c.call("package.remove", name="greeter")
+    assert done["removed"] == ["1.0.0", "1.1.0"]
+    assert "greeter" not in [a["name"] for a in c.call("agent.list")]
+    assert not (d.data / "agents" / "greeter").exists()
+    with pytest.raises(AbiError, match="no package 'greeter'"):
+        c.call("package.remove", name="greeter")
+    d.stop()
+    d.start()
+    c = d.connect()
+    assert "greeter" not in [a["name"] for a in c.call("agent.list")]
+    assert upload(c, str(tmp_path / "v1"))["state"] == "running"          # the name is still package's

@@ -1,4 +1,4 @@
-"""package.*: deploy agent packages (begin, chunk, commit, abort), roll back, list versions.
+"""package.*: deploy agent packages (begin, chunk, commit, abort), roll back, remove, list versions.
 
 The privileged only (the shell and the host): a package says what runs, as its own
 agent.  The logic lives in aether/packages/deploy.py; this module maps it to the ABI.
@@ -66,6 +66,10 @@ def rollback(d, caller, params, conn):
     return _deferred(lambda answer: deploy.of(d).rollback(caller, params["name"], answer))
 
 
+def remove(d, caller, params, conn):
+    return _deferred(lambda answer: deploy.of(d).remove(caller, params["name"], answer))
+
+
 def listing(d, caller, params, conn):
     return deploy.of(d).listing()
 
@@ -92,6 +96,9 @@ METHODS = [
     Method("package.rollback", rollback, obj(["name"], name=NAME), PRIVILEGED,
            "make the version before the current one current again and start it (the current one "
            "stays installed)"),
+    Method("package.remove", remove, obj(["name"], name=NAME), PRIVILEGED,
+           "stop a deployed agent, take it out of the table and uninstall every version of it "
+           "(its home and its name stay: a later deploy of that name is its again)"),
     Method("package.list", listing, obj(), PRIVILEGED,
            "every deployed agent: its current version, its state, the versions installed (sha256, "
            "size, status) and the order they were made current in"),
