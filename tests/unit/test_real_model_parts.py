@@ -1,4 +1,4 @@
-"""The pieces of the real-model-server work that need no server: the schemas aether/llm.py
+"""The pieces of the real-model-server work that need no server: the schemas aether/llm/
 sends, how it reads a context overflow, and finding the virtio NIC (aether/netif.py)."""
 
 import os
