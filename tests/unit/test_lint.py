@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PYTHON_SCRIPTS = ["scripts/aetherctl", "scripts/bench-agents", "scripts/bench-ctx", "scripts/bench", "scripts/run-qemu", "scripts/build-image", "init/init",
                   "scripts/render-templates", "scripts/check-kernel-repro", "scripts/model-server", "scripts/model-engine",
-                  "scripts/bench-llm", "scripts/import-graph"]
+                  "scripts/bench-llm", "scripts/import-graph", "scripts/bench-sdk"]
 SHELL_SCRIPTS = ["scripts/setup-host", ".ci/run",
                  "board/board/aether/post-build.sh", "board/board/aether/post-image.sh"]
 
@@ -19,7 +19,7 @@ def test_ruff():
     ruff = Path(sys.executable).with_name("ruff")
     if not ruff.exists():
         pytest.skip("ruff is not installed in this Python's environment (make deps installs it)")
-    out = subprocess.run([str(ruff), "check", "aether", "scripts/aetherbuild", "tests", *PYTHON_SCRIPTS],
+    out = subprocess.run([str(ruff), "check", "aether", "scripts/aetherbuild", "tests", "examples", *PYTHON_SCRIPTS],
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
