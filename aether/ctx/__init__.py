@@ -18,6 +18,7 @@ location, /var/lib/aether/context.db) and exposes its methods as the ABI's
 ``access``      principals, scopes, grants, permission checks
 ``export``      one-file export and verified import
 ``api``         ``ContextStore``, the façade the ABI calls
+``upkeep``, ``sharing``: ContextStore's quota/compaction/retention and scope/grant/export/as-of calls
 ``errors``, ``validate``: the exceptions and the argument checks
 
 docs/context-store.md describes the data model, the algorithms and the
