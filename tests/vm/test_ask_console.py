@@ -1,10 +1,13 @@
 """agent.ask in the real image, answered at the console (issue 12): the disk janitor example,
 deployed over virtio-serial, asks before it deletes a large file in another agent's home; the
 console's prompt shows the request, `requests` lists it, `approve N` (and its yes) lets it
-delete; a second request answered `deny N` deletes nothing."""
+delete; a second request answered `deny N` deletes nothing; a third is approved from the host
+(`aetherctl approve N` over virtio-serial)."""
 
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,7 +83,20 @@ def test_a_request_approved_and_one_denied_at_the_console(booter, tmp_path):
     assert exists(c, "big-2.bin")                          # denied: nothing deleted
     logs = c.call("agent.logs", name="disk-janitor")["lines"]
     assert any("denied: nothing deleted" in line for line in logs), logs
+
+    # the third, from the host: aetherctl approve N over the virtio-serial channel
+    plant(c, "big-3.bin")
+    c.call("agent.start", name="disk-janitor")
+    third = wait(lambda: pending(c), 120, "the janitor's third request")[0]
+    c.close()                                  # the host channel takes one connection at a time
+    out = subprocess.run([sys.executable, "-m", "aether.ctl", "--socket", str(vm.ctl_socket), "approve",
+                          str(third["id"]), "from", "the", "host"], capture_output=True, text=True, timeout=60,
+                         cwd=harness.REPO)
+    assert out.returncode == 0 and "approved (from the host)" in out.stdout, out.stdout + out.stderr
+    c = harness.abi_client(vm)
+    wait(lambda: not exists(c, "big-3.bin"), 120, "the deletion approved from the host")
     journal = c.call("ctx.journal", scope="agent:disk-janitor", kind="agent.answer")
-    assert [e["body"]["state"] for e in journal] == ["approved", "denied"]
-    assert {e["body"]["by"] for e in journal} == {"shell"} and {e["actor"] for e in journal} == {"system"}
+    assert [(e["body"]["state"], e["body"]["by"]) for e in journal] == \
+        [("approved", "shell"), ("denied", "shell"), ("approved", "host")]
+    assert {e["actor"] for e in journal} == {"system"}
     c.close()
