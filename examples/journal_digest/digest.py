@@ -45,8 +45,8 @@ def parse(args):
 
 
 def day_bounds(day=None, now=None):
-    """(YYYY-MM-DD, start, end) of a UTC day, as epoch seconds.  Plain arithmetic: a deployed
-    package has only the image's standard library (no calendar, no _strptime)."""
+    """(YYYY-MM-DD, start, end) of a UTC day, as epoch seconds, by plain arithmetic: neither
+    the local time zone nor the locale enters (epoch days are 86400 s)."""
     if day is None:
         now = time.time() if now is None else now
         return time.strftime("%Y-%m-%d", time.gmtime(now)), now - now % 86400, now - now % 86400 + 86400
