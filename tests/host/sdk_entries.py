@@ -75,3 +75,15 @@ def poller(args):
         agent.log(f"polled answer {rid}: {answer.state} by {answer.by}")
         return sdk.DONE
     return sdk.run(step, args=args)
+
+
+def talker(args):
+    """Say one thing three ways: agent.log, print, logging."""
+    import logging
+
+    def step(agent):
+        agent.log("via log")
+        print("via print")
+        logging.getLogger("talker").warning("via logging")
+        agent.sleep(30)
+    return sdk.run(step, args=args)

@@ -125,3 +125,10 @@ def test_an_agent_that_polls_gets_its_answer(d):
     assert [r["step"] for r in pending(c)] == ["a polled step"]
     c.call("agent.deny", id=rid)
     assert logged(c, "poller", "polled answer").endswith(f"polled answer {rid}: denied by shell")
+
+
+def test_log_print_and_logging_all_land_in_agent_logs_at_once(d):
+    c = d.connect()
+    c.call("agent.spawn", manifest=entry("talker", "talker"))
+    sleep_until(lambda: len(logs(c, "talker")) >= 3, 20)       # while it runs: nothing waits in a buffer
+    assert set(logs(c, "talker")) == {"info: via log", "via print", "WARNING: via logging"}
