@@ -193,6 +193,7 @@ class Deployer:
         except fmt.PackageError as e:
             raise DeployError("invalid", f"package refused: {e}") from None
         self._check_owner(pm.name)
+        self._check_fits(pm)
         record = self._record(pm.name)
         known = record["versions"].get(pm.version)
         if known is not None:
@@ -213,6 +214,15 @@ class Deployer:
                                           "installed_at": round(time.time(), 3), "status": "installed"}
         self._save(record)
         return index, pm, True
+
+    def _check_fits(self, pm):
+        """Refused before the running version is stopped: a manifest that could never start."""
+        from ..agent import bounds
+        from ..agent.errors import AgentError
+        try:
+            bounds.fits_pool(pm.manifest, self.sup.memory_pool)
+        except AgentError as e:
+            raise DeployError("invalid", f"package refused: {e}") from None
 
     def _check_owner(self, name):
         owner = self.sup.names.owner(name)
@@ -252,7 +262,7 @@ class Deployer:
                 self._start(name, version, principal, trial_from, rollback)
             except DeployError as e:
                 self.busy.discard(name)
-                return answer(None, e)
+                return answer(None, self._restart_previous(name, version, trial_from, e))
             self._await_start(name, version, reason, answer, deadline=time.monotonic() + START_WAIT)
         stopped()
 
@@ -273,6 +283,17 @@ class Deployer:
         self.installed.prune(record)
         self._save(record)
         self._declare(pm, version, principal)
+
+    def _restart_previous(self, name, version, previous, error):
+        """The new version could not even be declared: the one it replaced runs again."""
+        if not previous or previous == version or name in self.sup.agents:
+            return error
+        try:
+            self._fail_version(name, version, str(error))
+            self._start(name, previous, "system", None, rollback=True)
+        except DeployError as e:
+            return DeployError(error.kind, f"{error}; and {previous} could not be started again: {e}")
+        return DeployError(error.kind, f"{error}; {previous} is started again")
 
     def _declare(self, pm, version, principal, start=True):
         from ..agent.errors import AgentError

@@ -387,3 +387,12 @@ def test_undeploy_stops_the_agent_and_uninstalls_every_version(aetherd, tmp_path
     c = d.connect()
     assert "greeter" not in [a["name"] for a in c.call("agent.list")]
     assert upload(c, str(tmp_path / "v1"))["state"] == "running"          # the name is still package's
+
+
+def test_a_version_that_could_never_start_is_refused_before_the_old_one_stops(aetherd, tmp_path):
+    c = aetherd().connect()
+    upload(c, str(package(tmp_path / "v1", "1.0.0")))
+    pid = inspect(c)["pid"]
+    with pytest.raises(AbiError, match="more than the whole pool"):
+        upload(c, str(package(tmp_path / "v2", "2.0.0", extra='[limits]\nmemory = "900G"\n')))
+    assert inspect(c)["pid"] == pid and versions(c)["current"] == "1.0.0"
