@@ -1,7 +1,12 @@
 """Agent packages in the image: deploy over virtio-serial, the agent runs as its own uid under
 Landlock reading its own package, a version that cannot import is refused while the old one
-keeps running, and after a reboot the deployed agent is back at its current version."""
+keeps running, and after a reboot the deployed agent is back at its current version.  An image
+built with AGENTS (make image AGENTS=...) twice holds the same package bytes, and its agent runs
+at first boot."""
 
+import json
+import os
+import subprocess
 import time
 
 import pytest
@@ -76,4 +81,30 @@ def test_deploy_over_virtio_serial_survives_a_reboot(booter, tmp_path):
     row = next(r for r in c.call("package.list") if r["name"] == "greeter")
     assert row["current"] == "1.0.0"
     assert {v["version"]: v["status"][:6] for v in row["versions"]} == {"1.0.0": "ok", "2.0.0": "failed"}
+    c.close()
+
+
+def build(out, agents):
+    """scripts/build-image all with AGENTS into its own out directory (the kernel is cached)."""
+    done = subprocess.run([str(harness.REPO / ".venv" / "bin" / "python"), "scripts/build-image", "all",
+                           "--agents", " ".join(str(a) for a in agents)], cwd=harness.REPO,
+                          env=dict(os.environ, AETHER_OUT=str(out)), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = json.loads((out / "images" / "manifest.json").read_text())["files"]
+    return {f["path"]: f for f in files if f["path"].startswith("/usr/lib/aether/packages/")}
+
+
+@pytest.mark.timeout(1200)
+def test_agents_baked_into_the_image_run_at_first_boot(booter, tmp_path):
+    pkg = package(tmp_path / "src", "1.0.0")
+    first = build(tmp_path / "out1", [pkg])
+    assert list(first) == ["/usr/lib/aether/packages/greeter-1.0.0.aether"]
+    assert build(tmp_path / "out2", [pkg]) == first            # the same directory: the same bytes
+    images = tmp_path / "out1" / "images"
+    vm = booter.boot(disk=data_disk(tmp_path / "data.img"), kernel=images / "bzImage",
+                     initrd=images / "rootfs.cpio.lz4")
+    c = harness.abi_client(vm)
+    until(lambda: [ln for ln in lines(c) if ln.startswith("hello 1.0.0")], 120)
+    row = next(r for r in c.call("package.list") if r["name"] == "greeter")
+    assert row["current"] == "1.0.0" and row["state"] == "running"
     c.close()
