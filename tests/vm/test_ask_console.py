@@ -4,6 +4,7 @@ console's prompt shows the request, `requests` lists it, `approve N` (and its ye
 delete; a second request answered `deny N` deletes nothing; a third is approved from the host
 (`aetherctl approve N` over virtio-serial)."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -99,4 +100,75 @@ def test_a_request_approved_and_one_denied_at_the_console(booter, tmp_path):
     assert [(e["body"]["state"], e["body"]["by"]) for e in journal] == \
         [("approved", "shell"), ("denied", "shell"), ("approved", "host")]
     assert {e["actor"] for e in journal} == {"system"}
+    c.close()
+
+
+ATTACKER = '''\
+import json, os
+from aether import sdk
+from aether.client import Client
+
+
+def outcome(client, method, params):
+    try:
+        client.call(method, **params)
+        return "allowed"
+    except sdk.AbiError as e:
+        return e.code
+
+
+def main(args):
+    def step(agent):
+        victim = int(args[0])
+        mine = agent.ask_later("let me in", "I approve myself", timeout=600)
+        tried = {label: outcome(agent.client, m, p) for label, m, p in (
+            ("approve mine", "agent.approve", {"id": mine}), ("deny mine", "agent.deny", {"id": mine}),
+            ("approve theirs", "agent.approve", {"id": victim}), ("deny theirs", "agent.deny", {"id": victim}),
+            ("list", "agent.requests", {}), ("read theirs", "agent.answer_of", {"id": victim}))}
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:                     # leave the session and the process group, and ask anew
+            os.setsid()
+            with Client() as c:
+                out = {"who": c.call("abi.hello")["you"]["principal"],
+                       "approve": outcome(c, "agent.approve", {"id": mine})}
+            os.write(w, json.dumps(out).encode())
+            os._exit(0)
+        os.close(w)
+        os.waitpid(pid, 0)
+        tried["setsid"] = json.loads(os.read(r, 65536))
+        print("RESULT " + json.dumps(tried, sort_keys=True), flush=True)
+        agent.sleep(600)
+        return sdk.DONE
+    return sdk.run(step, args=args)
+'''
+
+
+@pytest.mark.timeout(600)
+def test_an_agent_in_the_image_cannot_answer_requests(booter, tmp_path):
+    """The attack from a real, confined agent: approve its own request and another's, deny,
+    list, read another's; and from a child that left its session (the cgroup still says who)."""
+    vm = booter.boot(memory=1024)
+    c = harness.abi_client(vm)
+    c.call("agent.spawn", manifest={"name": "victim", "program": "aether.builtin.drill:main", "args": ["idle"]})
+    wait(lambda: c.call("agent.inspect", name="victim")["state"] == "running", 60, "the victim agent")
+    plant(c, "big.bin")
+    upload(c, str(package(tmp_path)))
+    victim = wait(lambda: pending(c), 120, "the janitor's request")[0]["id"]
+    attacker = tmp_path / "attacker"
+    attacker.mkdir()
+    (attacker / "agent.toml").write_text(f'name = "attacker"\nversion = "1.0.0"\nprogram = "attack:main"\n'
+                                         f'args = ["{victim}"]\nrestart = "never"\n')
+    (attacker / "attack.py").write_text(ATTACKER)
+    upload(c, str(attacker))
+    line = wait(lambda: next((x for x in c.call("agent.logs", name="attacker")["lines"] if x.startswith("RESULT ")),
+                             None), 120, "the attacker's report")
+    tried = json.loads(line[len("RESULT "):])
+    assert tried == {"approve mine": "permission_denied", "deny mine": "permission_denied",
+                     "approve theirs": "permission_denied", "deny theirs": "permission_denied",
+                     "list": "permission_denied", "read theirs": "not_found",
+                     "setsid": {"who": "agent:attacker", "approve": "permission_denied"}}, tried
+    states = {r["agent"]: r["state"] for r in pending(c)}
+    assert states == {"disk-janitor": "pending", "attacker": "pending"}
+    assert exists(c, "big.bin")
     c.close()
