@@ -420,8 +420,11 @@ def explain(store, caller, t, n):
         return {"thread": t.view(), "turn": turn}
     memories = []
     for mid in refs.get("memories") or []:
-        row = store.db.one("SELECT id, kind, text, pinned, state FROM memories WHERE id = ?", (mid,))
-        if row:
+        row = store.db.one("SELECT id, kind, text, pinned, state, scope_id FROM memories WHERE id = ?", (mid,))
+        scope = store.access.name_of(row[5]) if row else None
+        if row and (scope is None or store.access.mode(caller.principal, scope) is None):
+            memories.append({"id": row[0], "unreadable": True})     # its grant was taken back since
+        elif row:
             memories.append({"id": row[0], "kind": row[1], "text": (row[2] or "")[:2000], "pinned": bool(row[3]),
                              "state": row[4]})
     numbers = list(refs.get("relevant") or [])

@@ -14,7 +14,14 @@ same call_id answers the recorded outcome with ``replayed: true`` and runs nothi
 its error again (``data.replayed``).  A call left *in doubt* by a crash (started,
 never recorded) of a tool that can change things (``risky`` in tool.list, whatever
 the arguments) is refused with ``conflict`` (``data.in_doubt``); a call of a tool
-that only reads runs again.
+that only reads runs again.  An agent's calls are journalled in its own scope, never
+the system's (which the shell's model planner reads).
+
+Bounds (``busy`` past each, nothing recorded, so the same call_id may be asked again):
+a slow call is a forked copy of aetherd, outside the caller's cgroup, so an
+unprivileged principal has at most SLOW_PER_CALLER in flight and all of them
+SLOW_TOTAL; at most MAX_RUNNING exactly-once slow calls run at once, and MAX_WAITERS
+asks wait on one running call_id.
 """
 
 import os
@@ -23,7 +30,7 @@ from ... import tools
 from ...tools import processes
 from .. import worker
 from ..methods import ANY, PUBLIC, Method, obj
-from ..protocol import CODES, Conflict, Internal, Unavailable
+from ..protocol import CODES, Busy, Conflict, Internal, Unavailable
 from ...ctx import toolcalls
 from ...ctx.errors import ContextError
 from ..deferred import Deferred
@@ -83,7 +90,13 @@ def call(d, caller, params, conn):
                 return tools.call(tc, name, args)
             except tools.ToolError as e:
                 raise as_abi_error(e) from None
-        return worker.run(d.loop, d.reaper, run, SLOW[name])
+        relay, release = Deferred(), _take_slot(d, caller, name)
+
+        def done(value, error):
+            release()
+            relay.fail(error) if error is not None else relay.resolve(value)
+        _start(d, run, name, release).bind(done)
+        return relay
     try:
         return tools.call(tc, name, args)
     except tools.ToolError as e:
@@ -101,6 +114,10 @@ def once(d, caller, tc, name, args, call_id):
         raise as_abi_error(e) from None
     ledger, key = toolcalls.of(store), (caller.principal, call_id)
     running = _running(d)
+    if key in running and len(running[key]) >= MAX_WAITERS:
+        raise Busy(f"{len(running[key])} asks already wait for the running call {call_id!r}, the most one "
+                   f"call may have ({MAX_WAITERS}); ask again once it has answered")
+    release, action = _reserve(d, caller, name, call_id, ledger, key in running), None
     try:
         with store.transaction():
             action, outcome = ledger.begin(caller.principal, call_id, name, args, _instance(d),
@@ -109,16 +126,15 @@ def once(d, caller, tc, name, args, call_id):
         raise Conflict(str(e), e.data) from None
     except ContextError as e:
         raise ctx_calls.as_abi_error(e) from None
+    finally:
+        if action != "run":                 # only a run holds its slot until it answers
+            release()
     if action == "replay":
         return _answer(call_id, outcome, replayed=True)
     if action == "running":
         waiting = Deferred()
         running[key].append(waiting)
         return waiting
-    if len(running) >= MAX_RUNNING:
-        _finish(d, caller, name, args, call_id, {"error": {"code": "unavailable", "message": "too many calls"}})
-        raise Unavailable(f"aetherd is running {len(running)} exactly-once tool calls, the most it holds; "
-                          "retry with a new call_id")
     running[key] = []
     if name in SLOW:
         relay = Deferred()
@@ -128,14 +144,86 @@ def once(d, caller, tc, name, args, call_id):
                 return {"result": tools.call(tc, name, args)}
             except tools.ToolError as e:
                 return {"error": e.to_dict()}
-        worker.run(d.loop, d.reaper, run, SLOW[name]).bind(
-            lambda value, error: _settle(d, caller, name, args, call_id, relay, value, error))
+
+        def settle(value, error):
+            release()
+            _settle(d, caller, name, args, call_id, relay, value, error)
+        try:
+            _start(d, run, name, release).bind(settle)
+        except Unavailable as e:            # no worker: it did not run, and the record says so
+            _running(d).pop(key, None)
+            _finish(d, caller, name, args, call_id, {"error": {"code": "unavailable", "message": str(e)}})
+            raise
         return relay
     try:
         outcome = {"result": tools.call(tc, name, args)}
     except tools.ToolError as e:
         outcome = {"error": e.to_dict()}
     return _settle(d, caller, name, args, call_id, None, outcome, None)
+
+
+# -- slow calls in flight ---------------------------------------------------------------------------
+
+def _take_slot(d, caller, name):
+    """A slot for one slow call (a forked copy of aetherd, root, outside the caller's cgroup): at most
+    SLOW_PER_CALLER in flight per unprivileged principal and SLOW_TOTAL theirs in all.  Returns the
+    function that gives the slot back (once)."""
+    if name not in SLOW:
+        return lambda: None
+    slots = _slots(d)
+    who = caller.principal
+    if not caller.privileged:
+        mine, theirs = slots.get(who, 0), sum(n for p, n in slots.items() if p != PRIVILEGED_SLOTS)
+        if mine >= SLOW_PER_CALLER:
+            raise Busy(f"{who} has {mine} {name} calls in flight, the most one caller may have "
+                       f"({SLOW_PER_CALLER}); wait for one to answer, then ask again")
+        if theirs >= SLOW_TOTAL:
+            raise Busy(f"agents have {theirs} slow tool calls ({', '.join(SLOW)}) in flight, the most "
+                       f"aetherd runs for them ({SLOW_TOTAL}); try again in a few seconds")
+    else:
+        who = PRIVILEGED_SLOTS
+    slots[who] = slots.get(who, 0) + 1
+    given_back = []
+
+    def release():
+        if not given_back:
+            given_back.append(True)
+            slots[who] -= 1
+            if not slots[who]:
+                del slots[who]
+    return release
+
+
+def _reserve(d, caller, name, call_id, ledger, waiting):
+    """For an exactly-once call that would run now: its slow slot and a place among the MAX_RUNNING
+    calls in flight, taken *before* anything is recorded, so a refusal leaves the call_id unused
+    (ask again later with the same one).  A replay, a wait and an in-doubt refusal need neither."""
+    if waiting:
+        return lambda: None
+    row = ledger.get(caller.principal, call_id)
+    if row is not None and (row["status"] != "started" or _changes_things(name)):
+        return lambda: None
+    running = _running(d)
+    if len(running) >= MAX_RUNNING and name in SLOW:
+        raise Busy(f"aetherd is running {len(running)} exactly-once slow tool calls, the most it holds "
+                   f"({MAX_RUNNING}); nothing was recorded: ask again later with the same call_id")
+    return _take_slot(d, caller, name)
+
+
+def _start(d, run, name, release):
+    """The worker's Deferred; a fork that fails gives the slot back and answers unavailable."""
+    try:
+        return worker.run(d.loop, d.reaper, run, SLOW[name])
+    except OSError as e:
+        release()
+        raise Unavailable(f"{name}: aetherd could not start a worker for the call ({e}); try again later") from None
+
+
+def _slots(d):
+    slots = getattr(d, "tool_slots", None)
+    if slots is None:
+        slots = d.tool_slots = {}
+    return slots
 
 
 def _settle(d, caller, name, args, call_id, relay, outcome, error):
@@ -195,9 +283,13 @@ def _replayed(e):
 
 
 def _scope(store, caller):
-    """The journal scope of a caller's tool calls: its own scope, else the system's."""
+    """The journal scope of a caller's tool calls: an agent's is always its own (whether or not it
+    has stored anything there yet: the system scope is read into the shell's model prompt, so no
+    agent's arguments may land there); the privileged's their home if it exists, else the system's."""
     from ...ctx import access as acl
     home = acl.home(caller.principal)
+    if home is not None and home.startswith("agent:"):
+        return home
     return home if home is not None and store.access.lookup(home) is not None else "system"
 
 
@@ -225,6 +317,10 @@ def _running(d):
 
 
 MAX_RUNNING = 256                    # exactly-once calls in flight at once, machine-wide
+MAX_WAITERS = 4                      # asks of one running call_id waiting for its run
+SLOW_PER_CALLER = 8                  # slow calls (forked workers) in flight per unprivileged principal
+SLOW_TOTAL = 64                      # ... and for all of them together (the privileged are not held)
+PRIVILEGED_SLOTS = "(privileged)"
 
 METHODS = [
     Method("tool.list", listing, obj(), PUBLIC,
