@@ -36,6 +36,7 @@ MAX_STEPS = 12
 MAX_TOKENS = 512               # the answer: a plan is a few tool calls
 MAX_TOOLS = 6
 JOURNAL_SCOPES = ("system", "user")
+PRIVILEGED_ACTORS = ("system", "shell", "host")     # journal_line shows their entries' bodies
 PAD = 1.25                     # the broker's margin on our token estimate (aether/abi/calls/llm.py)
 DEFAULT_TOOLS = ("sys.info", "agent.list", "ctx.search")
 HINTS = {      # words a request uses -> the tools it likely needs
@@ -152,10 +153,24 @@ class ModelPlanner:
         entries = sorted((e for scope in JOURNAL_SCOPES for e in session.call(
             "ctx.journal", scope=scope, limit=JOURNAL_ENTRIES, newest_first=True)),
             key=lambda e: -e["seq"])[:JOURNAL_ENTRIES]
-        journal = [f"- {e['kind']} by {e['actor']}: {_clip(json.dumps(e.get('body'), sort_keys=True), 160)}"
-                   for e in entries]
+        journal = [journal_line(e) for e in entries]
         text = SYSTEM.format(state="\n".join(state), journal="\n".join(journal) or "(empty)")
         return _clip(text, budget_tokens * 4)
+
+
+def journal_line(e):
+    """One journal entry for the system prompt.  An entry an agent wrote or caused (its actor is
+    not privileged, or its body names an agent as its source: sys.alert, which aetherd journals
+    as system) shows what happened and who, never its text: an agent's words must not instruct
+    the model that plans for the person."""
+    body = e.get("body") if isinstance(e.get("body"), dict) else {}
+    source = body.get("source") if isinstance(body.get("source"), str) else ""
+    actor = str(e.get("actor"))
+    if actor in PRIVILEGED_ACTORS or actor.startswith("shell:"):
+        if not source.startswith("agent:"):
+            return f"- {e['kind']} by {actor}: {_clip(json.dumps(body, sort_keys=True), 160)}"
+    who = source if source.startswith("agent:") else actor
+    return f"- {e['kind']} by {actor}, caused by {who[:80]} (an agent's text, not shown)"
 
 
 def relevant(line, tools, room_tokens):
