@@ -27,8 +27,10 @@ from its last committed turn when it starts again.
 * **Risky calls** (files.write over a file, files.delete, processes.signal,
   fetch.url) need a person's yes: the agent asks (``agent.ask``: the shell shows
   it on its prompt, the person answers ``approve N`` or ``deny N``) and runs the
-  call only when approved.  A denial or a timeout is told to the model and the
-  call is not run.  The yes is kept on the call's goal step, so a restart after
+  call only when approved.  The model's answer is untrusted text: the person is
+  shown the whole call (a call too long to show is not asked about), the why is
+  marked as the model's words, and invisible characters are shown escaped.  A
+  denial or a timeout is told to the model and the call is not run.  The yes is kept on the call's goal step, so a restart after
   it does not ask again.
 
 With no model configured it records the goal as waiting and exits ``done``
@@ -54,6 +56,8 @@ PREFERRED = ("files.list", "files.read", "files.write", "clock.now", "disk.usage
 MAX_TOKENS = 256
 RESULT_CHARS = 1500
 BUSY_RETRIES = 5
+STEP_LINE = 200              # agent.ask's step (aether/abi/calls/ask.py STEP_CHARS)
+SHOWN_CALL = 3000            # a risky call longer than this is not asked about: it could not be shown whole
 RULES = ("You are an agent on AetherOS with the goal given below. Use the tools to make progress; you "
          "work inside your own directory {home}. Risky calls are shown to a person, who may approve or deny "
          "them. When the goal is met or cannot be met, answer with a short report and no tool call.")
@@ -233,14 +237,24 @@ def _risky(name, args):
 
 
 def _ask(c, gid, step, name, args, reason):
-    """None when a person approved the call (kept on its step), else why it is not run."""
+    """None when a person approved the call (kept on its step), else why it is not run.
+
+    The model's answer is attacker-controlled text, so the person is shown the whole call (in
+    the details when the step line cannot hold it, and the step says so), the why is marked as
+    the model's words, and invisible characters are shown escaped."""
     what = _printable(f"{name} {json.dumps(args, ensure_ascii=False)}")
-    why = _printable(reason or "") or "the model proposed it as a step toward the goal"
+    if len(what) > SHOWN_CALL:
+        return (f"not run: the call is {len(what)} characters, more than a person can be shown whole "
+                f"({SHOWN_CALL}); propose a shorter one")
+    line = what if len(what) <= STEP_LINE else what[:STEP_LINE - 40] + " ... (cut: the whole call is below)"
+    why = "the model says: " + (_printable(reason or "") or "it is a step toward the goal")
     goal = c.call("ctx.goal", goal_id=gid)
+    details = f"the whole call: {what}\n\n" if line != what else ""
+    details += _printable(f"goal {gid}: {goal.get('intent', '')}")
     try:
         with Client(timeout=ASK_TIMEOUT + 30) as asker:
-            answer = asker.call("agent.ask", step=what[:200], why=why[:1000], timeout_s=ASK_TIMEOUT,
-                                details=_printable(f"goal {gid}: {goal.get('intent', '')}")[:4000])
+            answer = asker.call("agent.ask", step=line, why=why[:1000], timeout_s=ASK_TIMEOUT,
+                                details=details[:4000])
     except AbiError as e:
         return f"not run: a person's yes could not be asked for ({e})"
     if answer.get("state") != "approved":
@@ -253,7 +267,9 @@ def _ask(c, gid, step, name, args, reason):
 
 
 def _printable(text):
-    return "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    """text on one line, every character a person cannot see (controls, zero-width and direction
+    marks, line separators) shown as its escape, so two different texts never look the same."""
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text).strip()
 
 
 def _step(c, gid, call_id, name, args):
