@@ -61,7 +61,9 @@ def test_deploy_over_virtio_serial_survives_a_reboot(booter, tmp_path):
     vm = booter.boot(**boot)
     c = harness.abi_client(vm)
     c.sock.settimeout(180)
-    answer = upload(c, str(package(tmp_path / "v1", "1.0.0")))
+    v1 = package(tmp_path / "v1", "1.0.0")
+    (v1 / "blob.bin").write_bytes(os.urandom(1300 << 10))      # three chunks over the port
+    answer = upload(c, str(v1))
     assert answer["state"] == "running", answer
     out = until(lambda: [ln for ln in lines(c) if ln.startswith("hello 1.0.0")], 60)[0]
     assert "from=/var/lib/aether/agents/greeter/1.0.0" in out and "uid=0" not in out, out
