@@ -71,7 +71,7 @@ def main(args):
         if not goal:
             raise SystemExit("goal: no goal in the manifest (goal = \"...\") or the arguments")
         thread = thread_name(goal)
-        gid, status = find_goal(c, thread)
+        gid, status = find_goal(c, thread, name)
         if status in ("done", "failed", "abandoned"):
             print(f"goal {gid} is already {status}; nothing more to do", flush=True)
             return DONE if status == "done" else 1
@@ -95,8 +95,12 @@ def thread_name(goal):
     return "goal-" + hashlib.sha256(goal.encode()).hexdigest()[:16]
 
 
-def find_goal(c, thread):
-    """(goal id, its status) of the goal this thread works on, or (None, None) for a new one."""
+def find_goal(c, thread, name):
+    """(goal id, its status) of the goal this thread works on, or (None, None) for a new one.
+
+    Only a goal in the agent's own scope is its: another agent may grant the goal agent its own
+    scope unasked and plant there a goal naming this thread (a digest of the goal, which
+    agent.inspect shows), with steps that say "approved by", to have risky calls run unasked."""
     try:
         view = c.call("ctx.thread", thread=thread, limit=1)["thread"]
     except AbiError as e:
@@ -106,8 +110,10 @@ def find_goal(c, thread):
     if view.get("goal_id") is not None:
         return view["goal_id"], c.call("ctx.goal", goal_id=view["goal_id"]).get("status")
     # cut before its first think: the goal record names the thread in its plan
-    for g in c.call("ctx.goals", limit=50):
-        if g.get("plan", "").endswith("thread " + thread) and g["status"] in ("open", "active"):
+    own = f"agent:{name}"
+    for g in c.call("ctx.goals", scope=own, limit=50):
+        if (g.get("scope") == own and g.get("plan", "").endswith("thread " + thread)
+                and g["status"] in ("open", "active")):
             return g["id"], g["status"]
     return None, None
 
