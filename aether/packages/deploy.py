@@ -271,6 +271,7 @@ class Deployer:
             pm = self.installed.load(name, version)
         except InstallError as e:
             raise DeployError("unavailable", str(e)) from None
+        output = self.sup.logs.get(name)          # one output buffer across versions (agent.logs)
         if name in self.sup.agents:
             if self.sup.agents[name].state not in RESTING:
                 raise DeployError("conflict", f"{name} did not stop; {version} was not started")
@@ -282,7 +283,7 @@ class Deployer:
         record["current"] = version
         self.installed.prune(record)
         self._save(record)
-        self._declare(pm, version, principal)
+        self._declare(pm, version, principal, output=output)
 
     def _restart_previous(self, name, version, previous, error):
         """The new version could not even be declared: the one it replaced runs again."""
@@ -295,12 +296,14 @@ class Deployer:
             return DeployError(error.kind, f"{error}; and {previous} could not be started again: {e}")
         return DeployError(error.kind, f"{error}; {previous} is started again")
 
-    def _declare(self, pm, version, principal, start=True):
+    def _declare(self, pm, version, principal, start=True, output=None):
         from ..agent.errors import AgentError
         try:
             agent = self.sup.declare(pm.manifest, spawned_by=principal, owner=OWNER)
         except AgentError as e:
             raise DeployError(e.kind, f"{pm.label} cannot be declared: {e}") from None
+        if output is not None:
+            self.sup.logs[pm.name] = output
         agent.package = self.installed.version_dir(pm.name, version)
         agent.package_version = version
         if start:

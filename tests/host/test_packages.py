@@ -101,6 +101,8 @@ def test_deploy_same_version_new_version_rollback_and_restart(aetherd, tmp_path)
     assert second["state"] == "running" and "1.1.0" in second["message"]
     assert inspect(c)["pid"] != pid
     sleep_until(lambda: "1.1.0 up" in logs(c), 10)
+    out = logs(c)                                # the old one had its SIGTERM first, then the new one
+    assert out.index("1.0.0 stopping") < out.index("1.1.0 up")
     info = versions(c)
     assert info["current"] == "1.1.0" and [v["version"] for v in info["versions"]] == ["1.0.0", "1.1.0"]
     assert (d.data / "agents" / "greeter" / "1.0.0" / "greeter.py").exists()      # the old one kept
@@ -129,7 +131,7 @@ def test_import_error_at_start_rolls_back_and_the_old_version_keeps_running(aeth
     with pytest.raises(AbiError, match="2.0.0 failed to start: .*nosuchmodule.*1.0.0 is started again"):
         upload(c, str(broken))
     sleep_until(lambda: inspect(c)["state"] == "running", 10)
-    sleep_until(lambda: logs(c) == ["1.0.0 up"], 10)           # the table entry (and its log) is new
+    sleep_until(lambda: logs(c)[-1:] == ["1.0.0 up"] and logs(c).count("1.0.0 up") == 2, 10)
     info = versions(c)
     assert info["current"] == "1.0.0"
     assert next(v for v in info["versions"] if v["version"] == "2.0.0")["status"].startswith("failed")
