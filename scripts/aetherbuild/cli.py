@@ -1,6 +1,6 @@
 """scripts/build-image: the build's stages, ``kernel``, ``rootfs``, ``all`` or ``disk``.
 
-Outputs go to out/images/ (bzImage, rootfs.cpio.zst, manifest.json; the disk
+Outputs go to out/images/ (bzImage, rootfs.cpio.lz4, manifest.json; the disk
 stage adds disk.img and disk.qcow2 and the manifest's ``disk`` record), each
 written to a temporary name and renamed, so a failed build never leaves a
 half-written file under the real name.  The disk stage builds from what the
@@ -88,16 +88,17 @@ def build_kernel():
 
 
 def build_rootfs(kernel_record=None, agents=()):
-    """out/images/rootfs.cpio.zst and manifest.json (``agents``: package directories baked in)."""
+    """out/images/rootfs.cpio.lz4 and manifest.json (``agents``: package directories baked in)."""
     images = paths.images_dir()
     epoch = source_date_epoch()
     image = rootfs.build(paths.out_dir() / "build" / "rootfs", paths.REPO, epoch, build_id(), agents)
     if kernel_record is None and (images / "bzImage").exists():
         kernel_record = manifest.kernel(images / "bzImage")
-    publish(image.archive, images / "rootfs.cpio.zst")
+    publish(image.archive, images / image.archive.name)
+    (images / "rootfs.cpio.zst").unlink(missing_ok=True)   # its name before lz4 (issue 14)
     publish_text(manifest.dumps(manifest.build(image, epoch, kernel_record)),
                  images / "manifest.json")
-    info(f"{images}/rootfs.cpio.zst: {image.uncompressed:,} bytes unpacked, "
+    info(f"{images}/{image.archive.name}: {image.uncompressed:,} bytes unpacked, "
          f"{image.compressed:,} compressed; manifest.json")
     for name in DISK_FILES:
         if (images / name).exists():
@@ -158,7 +159,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="build-image", description="Build the AetherOS kernel and initramfs into out/images/.")
     parser.add_argument("target", choices=("kernel", "rootfs", "all", "disk"),
-                        help="kernel: bzImage; rootfs: rootfs.cpio.zst and manifest.json; "
+                        help="kernel: bzImage; rootfs: rootfs.cpio.lz4 and manifest.json; "
                              "all: both; disk: disk.img and disk.qcow2 from what `all` built")
     parser.add_argument("--agents", default="",
                         help="agent package directories to bake in, separated by spaces "

@@ -22,6 +22,7 @@ PACKAGES = {
     "tar": "tar",
     "xz": "xz-utils",
     "zstd": "zstd",
+    "lz4": "lz4",
     "qemu-system-x86_64": "qemu-system-x86",
     "qemu-img": "qemu-utils",
     "mksquashfs": "squashfs-tools",

@@ -20,7 +20,7 @@ from . import cpio, debs, paths
 
 FORMAT = 1
 # Debian packages of the host tools whose output lands in the initramfs.
-ROOTFS_TOOLS = ("dpkg", "zstd")
+ROOTFS_TOOLS = ("dpkg", "lz4")
 
 
 def _sha256(data):

@@ -38,7 +38,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import paths
+from . import cpio, paths
 from .log import BuildError
 
 QEMU = "qemu-system-x86_64"
@@ -91,7 +91,7 @@ def default_kernel():
 
 
 def default_initrd():
-    return paths.images_dir() / "rootfs.cpio.zst"
+    return paths.images_dir() / ("rootfs.cpio" + cpio.SUFFIX)
 
 
 def run_dir():
@@ -114,7 +114,7 @@ def require_images(kernel, initrd, disk=None):
     missing = missing_images(kernel, initrd, disk)
     if missing:
         raise QemuError(f"image file(s) missing: {', '.join(map(str, missing))}",
-                        hint="run: make image   (builds out/images/bzImage and rootfs.cpio.zst)"
+                        hint="run: make image   (builds out/images/bzImage and rootfs.cpio.lz4)"
                              + ("; make disk   (builds out/images/disk.img)" if disk else ""))
 
 

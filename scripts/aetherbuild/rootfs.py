@@ -194,9 +194,9 @@ def check_no_shell(image_entries):
 
 
 def build(work, repo, epoch, build_id=None, agents=()):
-    """Fetch, select, assemble and archive: work/rootfs.cpio.zst, described by an Image.
+    """Fetch, select, assemble and archive: work/rootfs.cpio.lz4, described by an Image.
     ``agents``: package directories baked in (packages.py)."""
-    hosttools.require("apt-get", "dpkg-deb", "tar", "zstd")
+    hosttools.require("apt-get", "dpkg-deb", "tar", "lz4")
     work, repo = Path(work).resolve(), Path(repo).resolve()
     work.mkdir(parents=True, exist_ok=True)
     packages = debs.fetch()
@@ -208,11 +208,11 @@ def build(work, repo, epoch, build_id=None, agents=()):
     image_entries = entries(work / "tree")
     check_no_shell(image_entries)
     raw = work / "rootfs.cpio"
-    archive = work / "rootfs.cpio.zst"
+    archive = work / ("rootfs.cpio" + cpio.SUFFIX)
     with stage(f"write the newc cpio ({len(image_entries)} entries, mtime {epoch})"):
         with open(raw, "wb") as out:
             uncompressed = cpio.write(image_entries, epoch, out)
-    with stage(f"compress with zstd -{cpio.ZSTD_LEVEL}"):
+    with stage(f"compress with lz4 -l -{cpio.LZ4_LEVEL}"):
         cpio.compress(raw, archive)
     compressed = archive.stat().st_size
     info(f"initramfs: {uncompressed:,} bytes, {compressed:,} compressed")

@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from aetherbuild import debs, rootfs  # noqa: E402
+from aetherbuild import cpio, debs, rootfs  # noqa: E402
 
 EPOCH = 1700000000
 
@@ -123,9 +123,7 @@ def builds(tmp_path_factory, repo_snapshot):
 
 @pytest.fixture(scope="session")
 def image_members(builds):
-    raw = subprocess.run(["zstd", "-dc", str(builds[0].archive)], capture_output=True,
-                         check=True).stdout
-    return parse_newc(raw)
+    return parse_newc(cpio.decompress(builds[0].archive))
 
 
 @pytest.fixture(scope="session")

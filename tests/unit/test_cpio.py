@@ -97,16 +97,24 @@ def test_bad_entries_are_refused(entries, message):
         archive(entries)
 
 
-def test_zstd_output_is_deterministic_and_plain_zstd(tmp_path):
+def test_lz4_output_is_deterministic_and_in_the_legacy_format_the_kernel_reads(tmp_path):
     raw = tmp_path / "a.cpio"
     raw.write_bytes(archive(ENTRIES))
-    first, second = tmp_path / "1.zst", tmp_path / "2.zst"
+    first, second = tmp_path / "1.lz4", tmp_path / "2.lz4"
     cpio.compress(raw, first)
     cpio.compress(raw, second)
     assert first.read_bytes() == second.read_bytes()
-    assert first.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame, not a legacy one
-    back = subprocess.run(["zstd", "-dc", str(first)], capture_output=True, check=True).stdout
-    assert back == raw.read_bytes()
+    # lib/decompress_unlz4.c reads only the legacy format, not an lz4 frame (04 22 4d 18)
+    assert first.read_bytes()[:4] == cpio.LZ4_LEGACY_MAGIC == b"\x02\x21\x4c\x18"
+    back = subprocess.run(["lz4", "-dc", str(first)], capture_output=True, check=True).stdout
+    assert back == raw.read_bytes() == cpio.decompress(first)
+
+
+def test_a_corrupt_archive_is_reported(tmp_path):
+    bad = tmp_path / "bad.lz4"
+    bad.write_bytes(cpio.LZ4_LEGACY_MAGIC + b"\xff" * 64)
+    with pytest.raises(BuildError, match="lz4 could not decompress"):
+        cpio.decompress(bad)
 
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=20) \
