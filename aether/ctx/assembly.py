@@ -7,10 +7,11 @@ The agent sends only what is new; the window is built, in this order, within
    If these alone do not fit, the think is refused naming the numbers.
 2. **Memories** (at most MEMORY_SHARE of what is left): ``ContextStore.window``
    for the new input, the ranking ``ctx.window`` has: pinned first, then
-   relevance, recency and importance.  An agent's come from every scope it may
-   read; the shell's and the host's only from the user's and the system's scopes
-   (``memory_scopes``): they may read every agent's scope, and a memory an agent
-   planted there must not reach a privileged prompt.
+   relevance, recency and importance.  An agent's come from its own scopes and
+   those a person granted it (not from a grant by another agent, which nobody
+   asked for); the shell's and the host's only from the user's and the system's
+   scopes (``memory_scopes``): they may read every agent's scope, and a memory an
+   agent planted there must not reach a privileged prompt.
 3. **Summary** (at most SUMMARY_SHARE): the newest summary of the older turns.
 4. **Recent turns**, verbatim, newest first while they fit, leaving
    RELEVANT_SHARE for step 5: a contiguous tail of the thread.
@@ -124,13 +125,21 @@ def refs(window):
 
 
 def memory_scopes(store, caller):
-    """The scopes a think's memories come from: for an agent, every scope it may read (its own and
-    those granted to it: a grant is its grantor's choice); for the shell and the host, which may read
-    every scope, only the user's and the system's, so that no memory an agent planted in its own
-    scope reaches a privileged caller's prompt (it would be a prompt injection)."""
-    if not acl.privileged(caller) and caller != "host":
-        return None
-    return [name for name in PRIVILEGED_SCOPES if store.access.lookup(name) is not None]
+    """The scopes a think's memories come from.  For an agent: its own scope, the scopes it owns,
+    and those a person (the shell or the host) granted it; not a scope another agent granted it,
+    since any agent may grant its scope to anyone unasked, and its pinned memories would then
+    instruct the grantee (it still reads them when it asks: ctx.search, ctx.window).  For the shell
+    and the host, which may read every scope, only the user's and the system's, so that no memory
+    an agent planted in its own scope reaches a privileged caller's prompt."""
+    if acl.privileged(caller) or caller == "host":
+        return [name for name in PRIVILEGED_SCOPES if store.access.lookup(name) is not None]
+    names = set(store.access.owned(caller))
+    if caller.startswith("agent:"):
+        names.add(caller)
+    granted = store.db.all("SELECT s.name, g.granted_by FROM grants g JOIN scopes s ON s.id = g.scope_id "
+                           "WHERE g.grantee = ?", (caller,))
+    names |= {name for name, by in granted if acl.privileged(by)}
+    return sorted(name for name in names if store.access.lookup(name) is not None)
 
 
 def _memories(store, caller, query, budget, left_out, counts):

@@ -122,13 +122,13 @@ def test_explain_shows_no_memory_the_reader_can_no_longer_read(d):
     whether the reader may still read them: after a grant is revoked, it still showed the text."""
     store = d.store
     secret = store.remember("agent:owner", "the vault code is 7731", scope="agent:owner")
-    store.grant("agent:owner", "agent:owner", "agent:evil", "read")
+    store.grant("shell", "agent:owner", "agent:evil", "read")     # a person's grant: it reaches the window
     evil = Caller("agent:evil", agent="evil")
     with pytest.raises(AbiError):           # no model: the input is recorded with its window
         think.think(d, evil, {"input": "what is the vault code?"}, None)
     shown = think.thread(d, evil, {"thread": "main", "turn": 1}, None)["window"]["memories"]
     assert [m["id"] for m in shown] == [secret["id"]]    # it could read it then
-    store.revoke("agent:owner", "agent:owner", "agent:evil")
+    store.revoke("shell", "agent:owner", "agent:evil")
     after = think.thread(d, evil, {"thread": "main", "turn": 1}, None)["window"]
     assert all("7731" not in m.get("text", "") for m in after["memories"])
     assert after["memories"] == [{"id": secret["id"], "unreadable": True}]
