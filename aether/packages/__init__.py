@@ -3,7 +3,8 @@
     format.py    the package directory and the .aether archive: pack, read, verify, unpack
     vendor.py    pure-Python dependencies (``requires``) resolved with pip at pack time (host only)
     install.py   <data>/agents/<name>/<version>/ and the ``current`` record of each agent
-    deploy.py    aetherd's side: uploads, switching versions, rollback, restore at start
+    staging.py   uploads in progress, bounded (size, one per caller, order, time, hang-up)
+    deploy.py    aetherd's side: commit, switching versions, rollback, restore at start
 
 Standard library only (deploy.py and install.py run in aetherd, in the image).
 """

@@ -1,16 +1,9 @@
-"""aetherd's side of agent packages: uploads, switching versions, rollback, restore at start.
+"""aetherd's side of agent packages: commit, switching versions, rollback, restore at start.
 
-An upload (``package.begin`` / ``package.chunk`` / ``package.commit``, the privileged
-only: aether/abi/calls/package.py) is bounded everywhere a peer could push:
-
-* its size is declared first and must be at most MAX_BYTES and fit in what the data
-  partition has free beyond the system's reserve (twice: the staged archive and the
-  unpacked files);
-* one upload per caller at a time, MAX_UPLOADS in all; each chunk must come at the
-  offset where the last one ended, and nothing past the declared size is taken;
-* an upload not committed within UPLOAD_SECONDS, or whose connection closes, is dropped;
-* it is staged in ``system/uploads/`` (root's, 0700: no agent can reach it), in a file
-  created ``O_EXCL``, and its sha256 must be the one declared at the start.
+An upload (``package.begin`` / ``package.chunk``, the privileged only:
+aether/abi/calls/package.py) is bounded by staging.py and staged in ``system/uploads/``;
+before it is staged, its declared size must fit on the data partition beyond the system's
+reserve twice (the staged archive and the unpacked files).
 
 Commit verifies every hash (format.unpack), checks the manifest, the name's owner and
 the disk space, installs the version (install.py), then switches: the running version
@@ -22,8 +15,6 @@ with an alert that says why.  Deployed agents are declared again at every start 
 aetherd from their records (``restore``).
 """
 
-import base64
-import hashlib
 import os
 import time
 
@@ -31,39 +22,12 @@ from ..agent.layout import ensure_dir
 from ..states import EXITED, FAILED, RESTING, RUNNING, STOPPED
 from . import format as fmt
 from .install import InstallError, Installed, free_bytes, version_key
+from .staging import DeployError, Uploads
 
-MAX_BYTES = 64 << 20           # one package archive
-MAX_UPLOADS = 2                # at once, machine-wide
-CHUNK_BYTES = 512 << 10        # raw bytes of one chunk (base64 keeps the frame under 1 MiB)
-UPLOAD_SECONDS = 300.0
 START_WAIT = 30.0              # seconds a commit or rollback waits for the new version to run
 POLL = 0.05
 OWNER = "package"
 IMAGE_PACKAGES = "/usr/lib/aether/packages"      # make image AGENTS=... (scripts/aetherbuild/packages.py)
-
-
-class DeployError(Exception):
-    """A deploy step is refused; ``kind`` maps to an ABI error (invalid, conflict, ...)."""
-
-    def __init__(self, kind, message):
-        super().__init__(message)
-        self.kind = kind
-
-
-class Upload:
-    def __init__(self, principal, conn, path, fd, size, sha256, deadline):
-        self.principal, self.conn, self.path, self.fd = principal, conn, path, fd
-        self.size, self.sha256, self.deadline = size, sha256, deadline
-        self.received, self.hash = 0, hashlib.sha256()
-
-    def drop(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 class Deployer:
@@ -72,81 +36,30 @@ class Deployer:
     def __init__(self, d):
         self.d, self.sup = d, d.supervisor
         self.installed = Installed(d.data_dir)
-        self.uploads = {}
         self.busy = set()                # agents being switched: one switch at a time each
         self.staging = os.path.join(self.sup.layout.system, "uploads")
+        self.staged = Uploads(d.loop, self.sup.log, self.staging, self._prepare_upload)
         d.events.subscribers.append(self._on_event)
-        d.server.on_close.append(self._on_close)
+        d.server.on_close.append(self.staged.on_close)
 
-    # -- uploads -----------------------------------------------------------------------
+    # -- uploads (staging.py) -------------------------------------------------------------
+
+    @property
+    def uploads(self):
+        return self.staged.active
 
     def begin(self, caller, conn, size, sha256):
-        if caller.principal in self.uploads:
-            raise DeployError("conflict", f"{caller.principal} has an upload in progress; one at a time "
-                                          "(package.abort ends it)")
-        if len(self.uploads) >= MAX_UPLOADS:
-            raise DeployError("busy", f"{MAX_UPLOADS} uploads are in progress; try again when one ends")
-        if size > MAX_BYTES:
-            raise DeployError("invalid", f"the package is {size} bytes; at most {MAX_BYTES} "
-                                         f"({MAX_BYTES >> 20} MiB) may be deployed: vendor fewer dependencies")
-        self._ready()
-        self._check_space(2 * size, f"a package of {size} bytes (staged, then unpacked)")
-        path = os.path.join(self.staging, f"{os.urandom(8).hex()}.part")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        upload = Upload(caller.principal, conn, path, fd, size, sha256, time.monotonic() + UPLOAD_SECONDS)
-        self.uploads[caller.principal] = upload
-        self.d.loop.call_later(UPLOAD_SECONDS, lambda: self._expire(upload))
-        return {"chunk_bytes": CHUNK_BYTES, "expires_s": UPLOAD_SECONDS, "size": size}
+        return self.staged.begin(caller, conn, size, sha256)
 
     def chunk(self, caller, offset, data):
-        upload = self._upload(caller)
-        if offset != upload.received:
-            self._drop(upload)
-            raise DeployError("invalid", f"chunk at offset {offset}, expected {upload.received}: chunks "
-                                         "come in order; the upload is dropped (begin again)")
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except ValueError:
-            self._drop(upload)
-            raise DeployError("invalid", "chunk data is not base64; the upload is dropped") from None
-        if upload.received + len(raw) > upload.size:
-            self._drop(upload)
-            raise DeployError("invalid", f"the chunks pass the declared size of {upload.size} bytes; "
-                                         "the upload is dropped")
-        view = memoryview(raw)
-        while view:
-            view = view[os.write(upload.fd, view):]
-        upload.hash.update(raw)
-        upload.received += len(raw)
-        return {"received": upload.received, "size": upload.size}
+        return self.staged.chunk(caller, offset, data)
 
     def abort(self, caller):
-        upload = self.uploads.get(caller.principal)
-        if upload is None:
-            return {"aborted": False}
-        self._drop(upload)
-        return {"aborted": True}
+        return self.staged.abort(caller)
 
-    def _upload(self, caller):
-        upload = self.uploads.get(caller.principal)
-        if upload is None:
-            raise DeployError("conflict", f"{caller.principal} has no upload in progress (package.begin first)")
-        return upload
-
-    def _drop(self, upload):
-        if self.uploads.get(upload.principal) is upload:
-            del self.uploads[upload.principal]
-        upload.drop()
-
-    def _expire(self, upload):
-        if self.uploads.get(upload.principal) is upload:
-            self.sup.log.warning(f"packages: the upload of {upload.principal} was not committed within "
-                                 f"{UPLOAD_SECONDS:g}s; dropped")
-            self._drop(upload)
-
-    def _on_close(self, conn):
-        for upload in [u for u in self.uploads.values() if u.conn is conn]:
-            self._drop(upload)
+    def _prepare_upload(self, size):
+        self._ready()
+        self._check_space(2 * size, f"a package of {size} bytes (staged, then unpacked)")
 
     def _ready(self):
         if self.sup.broken or not self.sup.layout.migrated():
@@ -169,8 +82,7 @@ class Deployer:
 
     def commit(self, caller, answer):
         """Verify, install and switch; ``answer(result, error)`` once the new version runs or fails."""
-        upload = self._upload(caller)
-        del self.uploads[upload.principal]
+        upload = self.staged.take(caller)
         try:
             os.close(upload.fd)
             upload.fd = None

@@ -4,7 +4,7 @@ The privileged only (the shell and the host): a package says what runs, as its o
 agent.  The logic lives in aether/packages/deploy.py; this module maps it to the ABI.
 """
 
-from ...packages import deploy
+from ...packages import deploy, staging
 from ..methods import NAME, PRIVILEGED, Method, obj
 from ..protocol import Busy, Conflict, Internal, InvalidParams, Unavailable
 from ..deferred import Deferred
@@ -20,7 +20,7 @@ def _abi(e):
 def _call(fn, *args):
     try:
         return fn(*args)
-    except deploy.DeployError as e:
+    except staging.DeployError as e:
         raise _abi(e) from None
 
 
@@ -43,7 +43,7 @@ def _deferred(start):
 
     def answer(value, error):
         if error is not None:
-            error = _abi(error) if isinstance(error, deploy.DeployError) else Internal(str(error))
+            error = _abi(error) if isinstance(error, staging.DeployError) else Internal(str(error))
         if not bound:
             return early.append((value, error))
         result.resolve(value) if error is None else result.fail(error)
@@ -77,14 +77,14 @@ def listing(d, caller, params, conn):
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "sha256 of the whole archive, hex"}
 METHODS = [
     Method("package.begin", begin,
-           obj(["size", "sha256"], size={"type": "integer", "minimum": 1, "maximum": deploy.MAX_BYTES},
+           obj(["size", "sha256"], size={"type": "integer", "minimum": 1, "maximum": staging.MAX_BYTES},
                sha256=SHA256), PRIVILEGED,
            "start uploading a NAME-VERSION.aether archive of size bytes (one upload per caller; "
-           f"at most {deploy.MAX_BYTES >> 20} MiB, and it must fit on the data partition); answers "
+           f"at most {staging.MAX_BYTES >> 20} MiB, and it must fit on the data partition); answers "
            "with chunk_bytes"),
     Method("package.chunk", chunk,
            obj(["offset", "data"], offset={"type": "integer", "minimum": 0},
-               data={"type": "string", "maxLength": (deploy.CHUNK_BYTES * 4) // 3 + 4,
+               data={"type": "string", "maxLength": (staging.CHUNK_BYTES * 4) // 3 + 4,
                      "description": "base64 of the next bytes of the archive"}), PRIVILEGED,
            "the next chunk of the upload, at the offset where the last one ended"),
     Method("package.commit", commit, obj(), PRIVILEGED,
