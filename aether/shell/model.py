@@ -37,6 +37,7 @@ MAX_TOKENS = 512               # the answer: a plan is a few tool calls
 MAX_TOOLS = 6
 JOURNAL_SCOPES = ("system", "user")
 PRIVILEGED_ACTORS = ("system", "shell", "host")     # journal_line shows their entries' bodies
+AGENT_FACTS = ("agent", "parent", "state", "level", "last_exit", "source", "owner", "version")   # names, not text
 PAD = 1.25                     # the broker's margin on our token estimate (aether/abi/calls/llm.py)
 DEFAULT_TOOLS = ("sys.info", "agent.list", "ctx.search")
 HINTS = {      # words a request uses -> the tools it likely needs
@@ -159,18 +160,19 @@ class ModelPlanner:
 
 
 def journal_line(e):
-    """One journal entry for the system prompt.  An entry an agent wrote or caused (its actor is
-    not privileged, or its body names an agent as its source: sys.alert, which aetherd journals
-    as system) shows what happened and who, never its text: an agent's words must not instruct
-    the model that plans for the person."""
+    """One journal entry for the system prompt.  An entry an agent wrote, or one about an agent
+    (its sys.alert, its state with the reason and last error its program gave, which aetherd
+    journals as system), shows only what happened, to whom and who: never its text, since an
+    agent's words must not instruct the model that plans for the person."""
     body = e.get("body") if isinstance(e.get("body"), dict) else {}
     source = body.get("source") if isinstance(body.get("source"), str) else ""
     actor = str(e.get("actor"))
-    if actor in PRIVILEGED_ACTORS or actor.startswith("shell:"):
-        if not source.startswith("agent:"):
-            return f"- {e['kind']} by {actor}: {_clip(json.dumps(body, sort_keys=True), 160)}"
-    who = source if source.startswith("agent:") else actor
-    return f"- {e['kind']} by {actor}, caused by {who[:80]} (an agent's text, not shown)"
+    privileged = actor in PRIVILEGED_ACTORS or actor.startswith("shell:")
+    if privileged and not source.startswith("agent:") and "agent" not in body:
+        return f"- {e['kind']} by {actor}: {_clip(json.dumps(body, sort_keys=True), 160)}"
+    facts = {k: body[k] for k in AGENT_FACTS if isinstance(body.get(k), (str, int, float)) and len(str(body[k])) <= 72}
+    shown = json.dumps(facts, sort_keys=True) if facts else "{}"
+    return f"- {e['kind']} by {actor}: {shown} (any text in it is an agent's, not shown)"
 
 
 def relevant(line, tools, room_tokens):

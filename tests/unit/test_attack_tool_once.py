@@ -145,6 +145,9 @@ def test_an_agents_alert_text_does_not_reach_the_shells_model_prompt():
     store.append("system", "alert", {"level": "warning", "message": planted, "agent": "evil",
                                      "source": "agent:evil", "data": {"note": planted}, "seq": 7})
     store.append("system", "boot", {"kernel": "6.1", "uptime_s": 3})
+    # and an agent.state event: its reason and last error are what the agent's program said
+    store.append("system", "agent.state", {"agent": "evil", "parent": None, "state": "failed",
+                                           "reason": "RuntimeError: " + planted, "last_error": planted})
 
     class Session:
         def call(self, method, **params):
@@ -160,3 +163,4 @@ def test_an_agents_alert_text_does_not_reach_the_shells_model_prompt():
     assert "stopped" not in text and "reboot" not in text, text
     assert "boot by system" in text                     # the system's own entries are still there
     assert "alert" in text and "agent:evil" in text     # and that the agent raised an alert
+    assert '"state": "failed"' in text                  # and that it failed
