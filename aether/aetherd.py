@@ -21,7 +21,8 @@ from . import config, sysinfo
 from .abi import calls as abi_calls, identity
 from .abi.server import Server
 from .agent import manifest as manifests
-from .agent.supervisor import AgentSupervisor, make_cgroups
+from .agent.groups import make_cgroups
+from .agent.supervisor import AgentSupervisor
 from .events import Events
 from .log import Log
 from .loop import Loop
