@@ -26,3 +26,46 @@ def test_a_grant_nobody_asked_for_does_not_put_the_grantors_memories_in_the_gran
         assert store.search("agent:goal", "orders")       # the grant still lets it read them when it asks
     finally:
         store.close()
+
+
+def test_an_agents_thread_summaries_are_rewritten_on_its_own_model_budget():
+    """Each think that folds older turns into a summary asked the model to rewrite it as
+    aetherd's own background work, on the system's account (counted, never limited): an agent
+    with a small window made every think compact, and spent the machine's model time at no cost
+    to its own budget (a rewrite carries up to 8,000 characters: more than the think itself)."""
+    import types
+    from aether.abi.calls import think
+    from aether.abi.deferred import Deferred
+    from aether.abi.identity import Caller
+    from aether.broker.spend import Ledger
+
+    store = ContextStore(":memory:")
+    submitted = []
+
+    def submit(call):
+        submitted.append(call)
+        return Deferred()
+    manifest = types.SimpleNamespace(context_spend_tokens=100_000, context_period=86400.0, priority=0,
+                                     context_window_tokens=1024, goal=None)
+    d = types.SimpleNamespace(
+        store=store, store_problem=None, config={"llm.endpoint": "http://127.0.0.1:9/v1", "llm.model": "m"},
+        broker=types.SimpleNamespace(ledger=Ledger(), n_ctx=None, n_ctx_source=None, submit=submit),
+        supervisor=types.SimpleNamespace(agents={"a": types.SimpleNamespace(manifest=manifest, name="a")}),
+        events=types.SimpleNamespace(publish=lambda e: None),
+        log=types.SimpleNamespace(error=print, info=print))
+    caller = Caller("agent:a", uid=10000, agent="a")
+    try:
+        t = th.of(store).open("agent:a")
+        for i in range(1, 80):
+            body = {"text": f"turn {i}: " + "words " * 30, "tool_results": []}
+            with store.transaction():
+                th.of(store).record(t.id, "input", body, th.searchable("input", body),
+                                    assembly.turn_tokens(th.input_messages(body)), "agent:a")
+        think.think(d, caller, {"input": "go on"}, None)
+        assert th.of(store).summary(t.id) is not None      # it compacted: a rewrite was asked for
+        assert len(submitted) == 2 and all(c.principal == "agent:a" for c in submitted), \
+            [c.principal for c in submitted]
+        spent = d.broker.ledger.get("agent:a").reserved
+        assert spent >= sum(c.prompt_tokens + c.max_tokens for c in submitted)
+    finally:
+        store.close()

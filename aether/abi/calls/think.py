@@ -13,7 +13,7 @@ results of the tool calls the last answer asked for; optionally ``goal_id`` and
 3. records the input turn, with what went in and what was left out by reference,
    durably, *before anything is sent*, and folds older turns into the thread's
    summary when the window no longer holds them (extractive; rewritten by the model
-   as background broker work when one is configured);
+   as background broker work when one is configured, on the caller's own budget);
 4. sends the window through the broker exactly as ``llm.complete`` does (the
    window check, the spend reserved first, priority, cancellation); with no model
    configured, or the spend exhausted, the call fails (``unavailable``,
@@ -40,6 +40,7 @@ import time
 from collections import deque
 
 from ... import llm
+from ...broker import queue as q
 from ...ctx import assembly, threads as th
 from ...ctx.errors import ContextError, InvalidArgument
 from .. import resummarise
@@ -276,7 +277,7 @@ def _record_input(d, store, caller, thread, body, window):
         with store.transaction():
             made = threads.compact(thread.id, oldest, budget, store.estimator, store.summariser)
         if made is not None:
-            _rewrite(d, store, thread.id, made)
+            _rewrite(d, store, caller, thread.id, made)
     _account(d, store, caller, thread, window)
     return turn
 
@@ -350,8 +351,10 @@ def _record_answer(d, thread, caller, body):
         return None
 
 
-def _rewrite(d, store, thread_id, made):
-    """Ask the model (background, through the broker) to rewrite an extractive thread summary."""
+def _rewrite(d, store, caller, thread_id, made):
+    """Ask the model (background, through the broker) to rewrite an extractive thread summary, on
+    the thread owner's account: an agent's rewrites spend its own model budget, not the system's
+    (else every think that compacts would spend the machine's model time at no cost to it)."""
     if not glue.client(d).configured or not made["text"]:
         return
     pending = getattr(d, "think_rewrites", None)
@@ -364,7 +367,7 @@ def _rewrite(d, store, thread_id, made):
                 {"role": "user", "content": f"Summarise this conversation so far in at most {room * 3 // 4} words."
                                             f"\n\n{made['text'][:8000]}"}]
     try:
-        deferred = glue.submit_internal(d, messages, 2 * room, temperature=0)
+        deferred = _submit_rewrite(d, caller, messages, 2 * room)
     except Exception as e:  # noqa: BLE001 - the extractive summary stays
         d.log.info(f"llm.think: thread {thread_id}'s summary stays extractive: {e}")
         return
@@ -385,6 +388,21 @@ def _rewrite(d, store, thread_id, made):
         except ContextError as e:
             d.log.error(f"llm.think: cannot keep the model's summary of thread {thread_id}: {e}")
     deferred.bind(done)
+
+
+def _submit_rewrite(d, caller, messages, max_tokens):
+    """The rewrite's Deferred: the privileged's as aetherd's own work, an agent's reserved on its account."""
+    if caller.privileged or not caller.agent:
+        return glue.submit_internal(d, messages, max_tokens, temperature=0)
+    principal, _, priority, agent = glue.account_of(d, caller)
+    prompt = llm.estimate_prompt(messages, [])
+    max_tokens = glue.fit(messages, [], prompt, max_tokens, max_tokens, glue.window_of(d, caller))
+    hold = glue.reserve(d, principal, agent, prompt + max_tokens)
+    request = {"messages": messages, "tools": None, "stream": False, "max_tokens": max_tokens,
+               "temperature": 0, "tool_choice": None}
+    call = glue.Call(principal, q.BACKGROUND, priority, glue.asker(glue.client(d), request), hold, prompt,
+                     max_tokens, False, glue.call_timeout(d), agent=agent)
+    return glue._learning(d, d.broker.submit(call))
 
 
 # -- ctx.thread ----------------------------------------------------------------------------------
