@@ -29,7 +29,8 @@ from its last committed turn when it starts again.
   it on its prompt, the person answers ``approve N`` or ``deny N``) and runs the
   call only when approved.  The model's answer is untrusted text: the person is
   shown the whole call (a call too long to show is not asked about), the why is
-  marked as the model's words, and invisible characters are shown escaped.  A
+  marked as the model's words, and invisible characters are shown escaped; at
+  most ASKS_PER_ANSWER calls of one answer are asked about.  A
   denial or a timeout is told to the model and the call is not run.  The yes is kept on the call's goal step, so a restart after
   it does not ask again.
 
@@ -57,6 +58,7 @@ MAX_TOKENS = 256
 RESULT_CHARS = 1500
 BUSY_RETRIES = 5
 STEP_LINE = 200              # agent.ask's step (aether/abi/calls/ask.py STEP_CHARS)
+ASKS_PER_ANSWER = 3          # risky calls of one answer a person is asked about, at most
 SHOWN_CALL = 3000            # a risky call longer than this is not asked about: it could not be shown whole
 RULES = ("You are an agent on AetherOS with the goal given below. Use the tools to make progress; you "
          "work inside your own directory {home}. Risky calls are shown to a person, who may approve or deny "
@@ -137,9 +139,7 @@ def work(c, gid, thread):
             elif step == "again":
                 think(c, tools, thread=thread, again=True)
             else:
-                results = [run_once(c, gid, last, i, call, offered)
-                           for i, call in enumerate(last["body"].get("tool_calls") or [])]
-                think(c, tools, thread=thread, tool_results=results)
+                think(c, tools, thread=thread, tool_results=run_calls(c, gid, last, offered))
             busy = 0
         except AbiError as e:
             if e.code == "busy" and busy < BUSY_RETRIES:
@@ -201,7 +201,16 @@ def think(c, tools, **params):
     return c.call("llm.think", tools=tools, max_tokens=MAX_TOKENS, **params)
 
 
-def run_once(c, gid, answer, i, call, offered):
+def run_calls(c, gid, answer, offered):
+    """The results of an answer turn's tool calls, in order.  A person is asked about at most
+    ASKS_PER_ANSWER of them (an answer may carry 64, each ask waits up to ASK_TIMEOUT): the
+    rest of the risky ones are not run, and the model is told why."""
+    asks = [0]
+    return [run_once(c, gid, answer, i, call, offered, asks)
+            for i, call in enumerate(answer["body"].get("tool_calls") or [])]
+
+
+def run_once(c, gid, answer, i, call, offered, asks=None):
     """The result of tool call i of an answer turn, run at most once whatever happened before."""
     call_id = f"{answer['thread_id']}:{answer['n']}:{i}"
     name = call.get("name") or "?"
@@ -214,7 +223,13 @@ def run_once(c, gid, answer, i, call, offered):
                "not run: its arguments are not a JSON object")
     step, approved = _step(c, gid, call_id, name, args if isinstance(args, dict) else call.get("arguments_json"))
     if refused is None and _risky(name, args) and not approved:
-        refused = _ask(c, gid, step, name, args, answer["body"].get("content"))
+        if asks is not None and asks[0] >= ASKS_PER_ANSWER:
+            refused = (f"not run: a person is asked about at most {ASKS_PER_ANSWER} calls of one answer; "
+                       "propose the others again, fewer at a time")
+        else:
+            if asks is not None:
+                asks[0] += 1
+            refused = _ask(c, gid, step, name, args, answer["body"].get("content"))
     if refused:
         text, status = refused, "skipped"
     else:

@@ -103,3 +103,48 @@ def test_another_agent_cannot_hand_the_goal_agent_a_goal_record_with_planted_app
         assert goal.find_goal(Store(store, "agent:goal"), thread, "goal") == (own["id"], "open")
     finally:
         store.close()
+
+
+class Goal:
+    """A fake Client for run_once: a goal's steps, asks answered denied, tool calls recorded."""
+
+    def __init__(self):
+        self.steps, self.asked, self.ran = [], [], []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def call(self, method, **params):
+        if method == "ctx.goal":
+            return {"id": 4, "intent": "tidy my notes", "steps": list(self.steps)}
+        if method == "ctx.add_step":
+            self.steps.append({"n": len(self.steps) + 1, "description": params["description"],
+                               "status": "open", "outcome": None})
+            return {"n": len(self.steps)}
+        if method == "ctx.update_step":
+            self.steps[params["step"] - 1].update(status=params["status"], outcome=params.get("outcome"))
+            return {}
+        if method == "agent.ask":
+            self.asked.append(params)
+            return {"state": "denied", "id": len(self.asked)}
+        if method == "tool.call":
+            self.ran.append(params)
+            return {"result": {}}
+        raise AssertionError(method)
+
+
+def test_one_model_answer_cannot_make_the_goal_agent_ask_a_person_without_end(monkeypatch):
+    """An answer may carry 64 tool calls; each risky one was asked about in turn, each waiting up
+    to ten minutes for the person: one answer could hold the person's console for hours."""
+    fake = Goal()
+    monkeypatch.setattr(goal, "Client", lambda timeout=None: fake)
+    calls = [{"id": f"c{i}", "name": "files.delete", "arguments_json": json.dumps({"path": f"notes/{i}"})}
+             for i in range(40)]
+    answer = {"thread_id": 7, "n": 2, "body": {"content": "cleaning", "tool_calls": calls}}
+    results = goal.run_calls(fake, 4, answer, {"files.delete"})
+    assert len(fake.asked) <= goal.ASKS_PER_ANSWER and fake.ran == []
+    assert len(results) == 40 and all(r["content"].startswith("not run") for r in results)
+    assert any("at most" in r["content"] for r in results)
