@@ -131,7 +131,9 @@ KEYS = {
 
 def parse_cmdline(text):
     """Split a kernel command line into words, honouring double quotes like the kernel."""
-    words, word, quoted, started = [], [], False, False
+    words: list[str] = []
+    word: list[str] = []
+    quoted = started = False
     for ch in text:
         if ch == '"':
             quoted = not quoted

@@ -17,7 +17,7 @@ class Log:
         self.prefix = prefix
         self.fd = fd
         self.level = LEVELS[level]
-        self.recent = deque(maxlen=ring)
+        self.recent: deque[tuple] = deque(maxlen=ring)
 
     def set_level(self, name):
         self.level = LEVELS[name]

@@ -30,7 +30,7 @@ class Loop:
         self.on_error = on_error
         self.now = clock
         self._timers = []
-        self._soon = collections.deque()
+        self._soon: collections.deque = collections.deque()
         self._seq = 0
         self._readers = {}
         self._writers = {}

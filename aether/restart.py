@@ -34,7 +34,7 @@ class RestartTracker:
         self.policy = policy
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
         self.intensity, self.period, self.stable_after = intensity, period, stable_after
-        self.times = deque()
+        self.times: deque[float] = deque()
         self.failures = 0
 
     def reset(self):

@@ -101,7 +101,7 @@ def pids():
 
 def descendants(root):
     """Every pid below ``root`` in the process tree, parents before children."""
-    children = {}
+    children: dict[int, list] = {}
     for pid in pids():
         stat = proc_stat(pid)
         if stat:
