@@ -53,7 +53,9 @@ DEFAULT_QUOTA_TOKENS = 65536
 DEFAULT_QUOTA_ITEMS = 4096
 DEFAULT_HALF_LIFE = 86400.0           # seconds: recency halves every day
 DEFAULT_BUDGET = 4096
-RESERVED_KINDS = ("ctx.", "goal.")    # journal kinds only the store itself writes
+# Journal kinds only the store and aetherd write: an agent appending "tool.call" or "agent.answer"
+# to its own scope would forge the record of a tool call or of a person's answer.
+RESERVED_KINDS = ("ctx.", "goal.", "agent.", "tool.call")
 VOLATILE_FILESYSTEMS = ("tmpfs", "ramfs", "rootfs")
 
 # Calls run_batch accepts (the writes an ABI server may group into one commit).
@@ -179,7 +181,8 @@ class ContextStore(Upkeep, Sharing):
         kind = check.journal_kind(kind)
         if kind.startswith(RESERVED_KINDS) and not acl.privileged(caller):
             raise PermissionDenied(f"{caller} may not append kind {kind!r}: kinds starting with "
-                                   f"{' or '.join(RESERVED_KINDS)} are written by the store itself")
+                                   f"{', '.join(RESERVED_KINDS)} are written by the store and aetherd "
+                                   "themselves; name your own kind (e.g. note.<what>)")
         scope = self._scope_arg(caller, scope)
         if scope != caller:                 # an agent's own scope needs no lookup
             self.access.require(caller, scope, WRITE)

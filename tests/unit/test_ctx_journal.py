@@ -20,7 +20,7 @@ clock, store = ctx_helpers.clock, ctx_helpers.store      # fixtures
 def test_append_returns_seq_hash_and_time(store, clock):
     first = store.append("system", "boot", {"uptime": 1.25})
     clock.advance(1)
-    second = store.append("agent:a", "tool.call", {"tool": "ls", "args": ["-l"]})
+    second = store.append("agent:a", "work.call", {"tool": "ls", "args": ["-l"]})
     assert (first["seq"], second["seq"]) == (1, 2)
     assert second["ts"] == first["ts"] + 1
     assert first["hash"] == jr.entry_hash(GENESIS, 1, first["ts"], "system", "system", "boot", None, None,
@@ -131,12 +131,12 @@ def test_expected_head_must_match(journalled):
 
 def test_query_filters_and_access(store, clock):
     store.append("system", "boot")
-    store.append("agent:a", "tool.call", {"n": 1})
+    store.append("agent:a", "work.call", {"n": 1})      # tool.call is aetherd's own (RESERVED_KINDS)
     clock.advance(10)
-    store.append("agent:b", "tool.call", {"n": 2})
+    store.append("agent:b", "work.call", {"n": 2})
     store.append("agent:a", "note", {"n": 3})
     assert [e["seq"] for e in store.journal("agent:a")] == [2, 4]
-    assert [e["seq"] for e in store.journal("shell", kind="tool.call")] == [2, 3]
+    assert [e["seq"] for e in store.journal("shell", kind="work.call")] == [2, 3]
     assert [e["seq"] for e in store.journal("shell", since=clock.now)] == [3, 4]
     assert [e["seq"] for e in store.journal("shell", after_seq=2, limit=1)] == [3]
     assert [e["seq"] for e in store.journal("shell", newest_first=True, limit=2)] == [4, 3]
@@ -147,8 +147,11 @@ def test_query_filters_and_access(store, clock):
 def test_agents_cannot_write_others_or_reserved_kinds(store):
     with pytest.raises(PermissionDenied, match="agent:a may not write to scope agent:b"):
         store.append("agent:a", "note", scope="agent:b")
-    with pytest.raises(PermissionDenied, match="written by the store itself"):
+    with pytest.raises(PermissionDenied, match="written by the store and aetherd themselves"):
         store.append("agent:a", "ctx.compact")
+    for forged in ("tool.call", "agent.answer", "agent.state"):     # a tool call's or a person's record
+        with pytest.raises(PermissionDenied, match="name your own kind"):
+            store.append("agent:a", forged, body={"ok": True})
     assert store.append("system", "ctx.note")["seq"] == 1
 
 
