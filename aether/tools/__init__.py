@@ -21,7 +21,7 @@ from . import core
 from .core import (AlreadyExists, Caller, FetchFailed, InvalidArguments, NotFound,
                    PermissionDenied, ToolError, ToolFailed, TooLarge, UnknownTool, Unavailable)
 from . import clock, disk, fetch, files, network, processes  # noqa: F401  (they register)
-from .files import WrongType
+from .paths import WrongType
 
 __all__ = ["Caller", "ToolError", "UnknownTool", "InvalidArguments", "PermissionDenied",
            "NotFound", "AlreadyExists", "TooLarge", "Unavailable", "FetchFailed", "ToolFailed",

@@ -92,7 +92,7 @@ def _path_error(caller, path, e):
     if isinstance(e, safepath.Refused):
         return PermissionDenied(f"{caller.principal} may use files only inside its own directory: "
                                 f"{path!r}: {e} (rule: {e.rule})", {"rule": e.rule})
-    from ...tools.files import oserror_tool_error
+    from ...tools.paths import oserror_tool_error
     if isinstance(e, FileNotFoundError):
         return NotFound(f"{e.filename or path} does not exist")
     mapped = oserror_tool_error(e, e.filename or path)
