@@ -63,7 +63,7 @@ def test_abi_spawned_agents_survive_an_aetherd_crash(aetherd):
     d = aetherd()
     c = d.connect()
     c.call("agent.spawn", manifest=sh("keeper", "sleep 300", context={"spend_tokens": 5000}))
-    # the shell's watch intent spawns exactly this (aether/shell/intents.py)
+    # the shell's watch intent spawns exactly this (aether/shell/intents/watching.py)
     c.call("agent.spawn", manifest={"name": "watch-memory-above-99", "goal": "alert when memory.used_percent > 99",
                                     "program": "aether.builtin.watch:main",
                                     "args": ["memory.used_percent > 99"], "restart": "on-failure"})
