@@ -83,6 +83,24 @@ def test_an_agents_slow_tool_calls_in_flight_are_bounded(d, hung_workers):
     assert len(hung_workers) == tool.SLOW_PER_CALLER + 1
 
 
+def test_an_agents_children_share_its_slow_calls_in_flight(d, hung_workers):
+    """Counted per principal, an agent's children (it may spawn up to 1,000 names) multiplied its
+    share until SLOW_TOTAL was theirs: the tree's calls count as one caller's."""
+    lineage = {"evil": ["evil"], **{f"evil-{i}": ["evil", f"evil-{i}"] for i in range(20)}}
+    d.supervisor.agents = {n: type("A", (), {"lineage": l})() for n, l in lineage.items()}
+    d.supervisor.home = lambda name: f"/nonexistent/home/{name}"
+    for i in range(20):
+        child = Caller(f"agent:evil-{i}", uid=10100 + i, agent=f"evil-{i}")
+        for j in range(4):
+            try:
+                fetch(d, child, j)
+            except Busy as e:
+                assert "evil" in str(e)
+    assert len(hung_workers) == tool.SLOW_PER_CALLER
+    fetch(d, OTHER, 0)                      # another tree still gets its share
+    assert len(hung_workers) == tool.SLOW_PER_CALLER + 1
+
+
 def test_one_agent_cannot_take_every_exactly_once_slot_nor_burn_others_call_ids(d, hung_workers):
     """The exactly-once calls in flight were bounded only machine-wide (MAX_RUNNING): one agent
     could hold them all, and another agent's refused call was recorded as failed, so asking again

@@ -19,8 +19,8 @@ the system's (which the shell's model planner reads).
 
 Bounds (``busy`` past each, nothing recorded, so the same call_id may be asked again):
 a slow call is a forked copy of aetherd, outside the caller's cgroup, so an
-unprivileged principal has at most SLOW_PER_CALLER in flight and all of them
-SLOW_TOTAL; at most MAX_RUNNING exactly-once slow calls run at once, and MAX_WAITERS
+unprivileged caller has at most SLOW_PER_CALLER in flight (an agent's whole tree
+counting as one caller) and all of them SLOW_TOTAL; at most MAX_RUNNING exactly-once slow calls run at once, and MAX_WAITERS
 asks wait on one running call_id.
 """
 
@@ -166,16 +166,18 @@ def once(d, caller, tc, name, args, call_id):
 
 def _take_slot(d, caller, name):
     """A slot for one slow call (a forked copy of aetherd, root, outside the caller's cgroup): at most
-    SLOW_PER_CALLER in flight per unprivileged principal and SLOW_TOTAL theirs in all.  Returns the
-    function that gives the slot back (once)."""
+    SLOW_PER_CALLER in flight per unprivileged caller, an agent's tree (a top-level agent and its
+    descendants) counting as one, so children do not multiply it, and SLOW_TOTAL theirs in all.
+    Returns the function that gives the slot back (once)."""
     if name not in SLOW:
         return lambda: None
     slots = _slots(d)
-    who = caller.principal
+    who = _slot_owner(d, caller)
     if not caller.privileged:
         mine, theirs = slots.get(who, 0), sum(n for p, n in slots.items() if p != PRIVILEGED_SLOTS)
         if mine >= SLOW_PER_CALLER:
-            raise Busy(f"{who} has {mine} {name} calls in flight, the most one caller may have "
+            shared = "" if who == caller.principal else f" ({caller.principal} shares them with {who}'s tree)"
+            raise Busy(f"{who} has {mine} {name} calls in flight{shared}, the most one caller may have "
                        f"({SLOW_PER_CALLER}); wait for one to answer, then ask again")
         if theirs >= SLOW_TOTAL:
             raise Busy(f"agents have {theirs} slow tool calls ({', '.join(SLOW)}) in flight, the most "
@@ -217,6 +219,13 @@ def _start(d, run, name, release):
     except OSError as e:
         release()
         raise Unavailable(f"{name}: aetherd could not start a worker for the call ({e}); try again later") from None
+
+
+def _slot_owner(d, caller):
+    """Whose slow slots a caller uses: an agent's tree's, else its own principal's."""
+    agent = d.supervisor.agents.get(caller.agent) if caller.agent else None
+    lineage = getattr(agent, "lineage", None)
+    return f"agent:{lineage[0]}" if lineage else caller.principal
 
 
 def _slots(d):
