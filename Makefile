@@ -84,8 +84,8 @@ buildroot-image:
 	$(MAKE) -C $(BUILDROOT) O=$(abspath $(BR_OUT)) all
 	@echo "disk image: $(BR_OUT)/images/disk.img"
 
-bench: image
-	$(PY) scripts/bench
+bench: image disk
+	$(PY) scripts/bench --disk
 	$(PY) scripts/bench-agents
 	$(PY) scripts/bench-ctx
 	$(PY) scripts/bench-shell
