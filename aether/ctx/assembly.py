@@ -20,7 +20,7 @@ The agent sends only what is new; the window is built, in this order, within
    planned like ``ctx.window``'s), packed into what is left.
 
 Every piece is counted with the estimate the broker checks calls with
-(aether/llm.py: 4 characters a token, of the JSON); the assembled messages are
+(aether/llm/wire.py: 4 characters a token, of the JSON); the assembled messages are
 measured once more and the oldest recent turns dropped until they fit.
 
 The result says, by reference, what went in (memory ids, turn numbers, the
@@ -51,7 +51,7 @@ MESSAGE_OVERHEAD = 2           # tokens a message's JSON wrapping costs beyond i
 
 
 def cost(value):
-    """Tokens a message, text or list costs, the way aether/llm.py estimates a prompt."""
+    """Tokens a message, text or list costs, the way aether/llm/wire.py estimates a prompt."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return (len(text) + 3) // 4 + 1
 
