@@ -98,7 +98,7 @@ class Agent:
         self.killed = False
         self.stop_deadline = self.sup.now() + self.sup.stop_timeout
         self.sup.signal(self, SIGTERM)
-        self._set(STOPPING, f"stopping ({self.stop_reason})")
+        self._set(STOPPING, self.stop_reason)      # logged as "stopping (<reason>)"
         self._schedule(min(STOP_POLL, self.sup.stop_timeout))
 
     def stop_deadline_reached(self, _arg):
