@@ -56,6 +56,15 @@ RESERVED = frozenset({
 })
 
 
+def is_name(value):
+    """Whether ``value`` is a valid agent name (check_name without the message)."""
+    try:
+        check_name(value)
+        return True
+    except ManifestError:
+        return False
+
+
 def check_name(value, origin="agent", field="name", reserved_ok=False):
     """An agent's name: the last component of every path and cgroup made from it."""
     if (not isinstance(value, str) or not 1 <= len(value) <= 32 or not value[0].isalpha()

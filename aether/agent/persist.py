@@ -147,7 +147,7 @@ def check(record, name):
         raise RecordError(str(e)) from None
     lineage, parent = record.get("lineage"), record.get("parent")
     if (not isinstance(lineage, list) or not lineage or lineage[-1] != name
-            or not all(_is_name(n) for n in lineage) or len(set(lineage)) != len(lineage)):
+            or not all(_manifest.is_name(n) for n in lineage) or len(set(lineage)) != len(lineage)):
         raise RecordError("lineage: a list of agent names from the top-level agent to this one")
     if parent != (lineage[-2] if len(lineage) > 1 else None):
         raise RecordError(f"parent {parent!r} is not the one before it in its lineage {lineage}")
@@ -173,14 +173,6 @@ def check(record, name):
                                               or isinstance(record[field], bool)):
             raise RecordError(f"{field}: an integer")
     return record
-
-
-def _is_name(value):
-    try:
-        _manifest.check_name(value)
-        return True
-    except _manifest.ManifestError:
-        return False
 
 
 def process_start(pid):

@@ -71,7 +71,7 @@ class Installed:
             entries = sorted(os.listdir(self.root))
         except OSError:
             return []
-        return [e for e in entries if _is_name(e) and os.path.isfile(os.path.join(self.root, e, RECORD))]
+        return [e for e in entries if _manifest.is_name(e) and os.path.isfile(os.path.join(self.root, e, RECORD))]
 
     def record(self, name):
         """The agent's record (a fresh one when it has none); InstallError when it is not aetherd's."""
@@ -202,14 +202,6 @@ def _checked(record, name, path):
     if not ok:
         raise InstallError(f"{path}: not a package record of agent {name}; move it away and deploy again")
     return record
-
-
-def _is_name(value):
-    try:
-        _manifest.check_name(value)
-        return True
-    except _manifest.ManifestError:
-        return False
 
 
 def free_bytes(path):
