@@ -15,12 +15,15 @@ What a hostile agent cannot do (docs/security.md, "Asking a person"):
   PRIVILEGED in the method table, checked by kernel identity;
 * see another agent's requests: ``agent.answer_of`` finds only the caller's own
   (another's id is ``not_found``, as an id that never was);
-* fill aetherd: MAX_PER_AGENT pending per agent, MAX_PENDING in all, MAX_PER_HOUR
-  asks per agent, MAX_WAITERS blocked calls per request, text capped by the schema,
-  MAX_SETTLED answered requests kept for polling;
-* mislead the person at the console: text with control characters (escape
-  sequences, carriage returns, bidirectional overrides) is refused, so what the
-  shell shows is what the agent wrote.
+* fill aetherd: MAX_PER_AGENT pending per agent and MAX_PER_TREE per top-level
+  agent's tree (itself and its descendants: children do not multiply it), MAX_PENDING
+  in all, MAX_PER_HOUR asks per tree (each is two journal entries written as system,
+  which no agent's disk quota counts), MAX_WAITERS blocked calls per request, text
+  capped by the schema, MAX_SETTLED answered requests kept for polling;
+* mislead the person at the console: text with a character the person cannot see
+  (controls and escape sequences, carriage returns, direction marks and overrides,
+  zero-width and format characters, line and paragraph separators) is refused, so
+  what the shell shows is what the agent wrote.
 
 Only ``approved`` means yes.  A request that is denied, times out, or is cancelled
 (its agent stopped, exited or was restarted) is never approved later: settling is
@@ -38,8 +41,9 @@ from ..protocol import Busy, Conflict, InvalidParams, NotFound, PermissionDenied
 from ..deferred import Deferred
 
 MAX_PER_AGENT = 4            # requests one agent may have waiting at once
+MAX_PER_TREE = 16            # ... and one top-level agent with all its descendants
 MAX_PENDING = 64             # requests waiting across the machine
-MAX_PER_HOUR = 60            # asks one agent may make in an hour (each is two journal entries)
+MAX_PER_HOUR = 60            # asks one agent's tree may make in an hour (each is two journal entries)
 MAX_WAITERS = 4              # blocked calls (ask, answer_of with wait) on one request
 MAX_SETTLED = 256            # answered requests kept for agent.answer_of
 STEP_CHARS, WHY_CHARS, DETAILS_CHARS, NOTE_CHARS = 200, 1000, 4000, 500
@@ -49,16 +53,21 @@ LIVE = frozenset({"starting", "running"})      # an agent in any other state has
 # Characters a request may not hold: C0 and C1 controls (escape sequences, carriage
 # return, backspace) and the bidirectional overrides that reorder what a terminal shows.
 BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Spaces a person sees as spaces (Unicode Zs); every other character str.isprintable() refuses
+# (format characters such as zero-width ones and U+061C, line and paragraph separators,
+# controls, unassigned and private-use code points) is refused too.
+SPACES = frozenset(" \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+                   "\u202f\u205f\u3000")
 
 
 class Request:
     """One question to a person, and its answer once settled."""
 
-    __slots__ = ("id", "agent", "parent", "step", "why", "details", "timeout_s", "asked_at", "deadline",
-                 "state", "by", "note", "answered_at", "waiters")
+    __slots__ = ("id", "agent", "parent", "tree", "step", "why", "details", "timeout_s", "asked_at",
+                 "deadline", "state", "by", "note", "answered_at", "waiters")
 
-    def __init__(self, rid, agent, parent, step, why, details, timeout_s, now, wall):
-        self.id, self.agent, self.parent = rid, agent, parent
+    def __init__(self, rid, agent, parent, step, why, details, timeout_s, now, wall, tree=None):
+        self.id, self.agent, self.parent, self.tree = rid, agent, parent, tree or agent
         self.step, self.why, self.details, self.timeout_s = step, why, details, timeout_s
         self.asked_at, self.deadline = wall, now + timeout_s
         self.state, self.by, self.note, self.answered_at = PENDING, None, None, None
@@ -82,7 +91,7 @@ class Book:
         self.d, self.clock = d, clock
         self.pending = collections.OrderedDict()
         self.settled = collections.OrderedDict()
-        self.asked = {}                    # agent -> deque of monotonic times of its asks (last hour)
+        self.asked = {}                    # tree -> deque of monotonic times of its asks (last hour)
         self.ids = itertools.count(1)
         d.events.subscribers.append(self._on_event)
 
@@ -92,30 +101,41 @@ class Book:
     # -- asking
 
     def ask(self, agent, step, why, details, timeout_s):
-        self._admit(agent)
+        tree = self._tree(agent)
+        self._admit(agent, tree)
         parent = getattr(self.d.supervisor.agents.get(agent), "parent", None)
         req = Request(next(self.ids), agent, parent, step, why, details, timeout_s, self.now(),
-                      round(self.clock(), 3))
+                      round(self.clock(), 3), tree)
         self.pending[req.id] = req
         self.d.loop.call_later(timeout_s, lambda: self._expire(req))
         self._record("agent.ask", req, {"id": req.id, "agent": agent, "step": step, "why": why,
                                         "details": details, "timeout_s": timeout_s})
         return req
 
-    def _admit(self, agent):
+    def _tree(self, agent):
+        """The top-level agent whose tree ``agent`` is in (its first ancestor; itself at the top)."""
+        lineage = getattr(self.d.supervisor.agents.get(agent), "lineage", None)
+        return lineage[0] if lineage else agent
+
+    def _admit(self, agent, tree):
         mine = sum(1 for r in self.pending.values() if r.agent == agent)
         if mine >= MAX_PER_AGENT:
             raise Busy(f"agent {agent} already has {mine} requests waiting for a person, the most one agent "
                        f"may have ({MAX_PER_AGENT}); wait for their answers (agent.answer_of) before asking again")
+        ours = sum(1 for r in self.pending.values() if r.tree == tree)
+        if ours >= MAX_PER_TREE:
+            raise Busy(f"agent {tree} and its descendants already have {ours} requests waiting for a person, "
+                       f"the most one agent's tree may have ({MAX_PER_TREE}); wait for their answers")
         if len(self.pending) >= MAX_PENDING:
             raise Busy(f"{len(self.pending)} requests are waiting for a person across the machine, the most "
                        f"aetherd holds ({MAX_PENDING}); try again later")
-        recent = self.asked.setdefault(agent, collections.deque())
+        recent = self.asked.setdefault(tree, collections.deque())
         now = self.now()
         while recent and now - recent[0] > 3600:
             recent.popleft()
         if len(recent) >= MAX_PER_HOUR:
-            raise Busy(f"agent {agent} has asked {len(recent)} times in the last hour, the most one agent may "
+            who = f"agent {agent}" if tree == agent else f"agent {tree} and its descendants ({agent} among them)"
+            raise Busy(f"{who} asked {len(recent)} times in the last hour, the most one agent's tree may "
                        f"({MAX_PER_HOUR}); ask again in {3600 - (now - recent[0]):.0f} s")
         recent.append(now)
 
@@ -208,9 +228,10 @@ def summary(d):
 def check_text(field, value, lines=False):
     """Refuse characters that would make the console show something other than the text."""
     for i, ch in enumerate(value):
-        if (ch in "\n\t" and lines) or not (ord(ch) < 32 or 0x7f <= ord(ch) <= 0x9f or ch in BIDI):
+        if (ch in "\n\t" and lines) or ((ch.isprintable() or ch in SPACES) and ch not in BIDI):
             continue
-        raise InvalidParams(f"{field}: character {i} is {ch!r}, a control or direction character; "
+        raise InvalidParams(f"{field}: character {i} is {ch!r}, a control or direction character "
+                            "(or another a person cannot see: a format or separator character); "
                             "a request is shown to a person as written, so it may hold only printable "
                             "text" + (" (newlines and tabs allowed here)" if lines else " on one line"))
     return value
