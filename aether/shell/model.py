@@ -4,8 +4,9 @@ It thinks with the store (``llm.think`` on the shell's thread ``planner``): the
 broker's queue, as an interactive call ahead of every agent; aetherd holds the
 endpoint and the key, assembles the window and records each turn.  The shell
 sends only what is new: the line, and what came of the last model plan's tool
-calls (``tool_results``: each step's result, its error, or that it was not run),
-so the model sees what its earlier plans did.  The rules it sends are the
+calls (``tool_results``: each step done, with the shape of what it gave, failed
+with aetherd's error, or not run), so the model knows what its earlier plans did;
+never the results themselves, which may hold text an agent wrote.  The rules it sends are the
 machine's state and the system's recent journal; aetherd adds the memories
 relevant to the line from the user's and the system's scopes only (it never
 puts what an agent wrote in its own scope into a privileged caller's window: a
@@ -61,7 +62,6 @@ METHODS = ("sys.info", "sys.processes", "sys.power", "agent.list", "agent.inspec
            "ctx.restore", "ctx.usage", "ctx.pressure", "ctx.goals")
 
 THREAD = "planner"
-RESULT_CHARS = 1500            # of one step's result sent back to the model
 SYSTEM = """You plan actions on AetherOS, a small Linux machine run by agents.
 Turn the person's request into calls of the tools given. Call only the tools needed,
 in order; every call is shown to the person before it runs, and risky ones need their yes.
@@ -105,7 +105,11 @@ class ModelPlanner:
         return plan
 
     def ran(self, plan, results):
-        """Keep what came of a model plan's tool calls; the next think sends it (tool_results)."""
+        """Keep what came of a model plan's tool calls; the next think sends it (tool_results).
+
+        Only whether each step was done (and the shape of what it gave), failed (aetherd's error)
+        or not run: never the result itself, which may hold text an agent wrote (a memory found by
+        ctx.search, an agent's log lines, a file) and would reach this privileged prompt."""
         if plan.source != "model":
             return
         done = {id(r[0]): r for r in results}
@@ -115,8 +119,7 @@ class ModelPlanner:
                 continue
             r = done.get(id(s))
             content = ("not run: the person did not say yes, or an earlier step failed" if r is None else
-                       f"error: {r[2]}" if r[2] is not None else
-                       _clip(json.dumps(r[1], ensure_ascii=False, default=str), RESULT_CHARS))
+                       f"error: {_clip(str(r[2]), 300)}" if r[2] is not None else _shape(r[1]))
             out.append({"id": s.call_id, "name": s.show or s.method, "content": content})
         self.pending = out[:MAX_STEPS]
 
@@ -274,6 +277,16 @@ def _calls_in_text(content, tools):
                 return []
         calls.append({"name": name, "arguments": args})
     return calls
+
+
+def _shape(result):
+    """What a step gave, without its content: 'done', with a count or the keys it answered."""
+    if isinstance(result, list):
+        return f"done: {len(result)} items (shown to the person)"
+    if isinstance(result, dict):
+        keys = sorted(k for k in result if isinstance(k, str) and k.isidentifier())[:12]
+        return f"done: an answer with {', '.join(keys) or 'no fields'} (shown to the person)"
+    return "done (shown to the person)"
 
 
 def window_lines(think):
