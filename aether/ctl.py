@@ -16,8 +16,10 @@ It talks to aetherd over the virtio-serial channel ``make run`` attaches
     aetherctl pack DIR [--out DIR] [--find-links DIR] [--no-index]
                                         make NAME-VERSION.aether of a package directory
                                         (docs/agents.md); no VM needed
-    aetherctl deploy FILE.aether|DIR    upload, install and start a package (the same
-                                        version again changes nothing)
+    aetherctl deploy FILE.aether|DIR [--allow root,net,unconfined]
+                                        upload, install and start a package (the same
+                                        version again changes nothing; a package that asks
+                                        for grants is refused unless --allow names them)
     aetherctl rollback NAME             make the version before the current one current
     aetherctl undeploy NAME             stop a deployed agent and uninstall all its versions
     aetherctl shell                     the intent shell, on this terminal
@@ -132,8 +134,15 @@ def _versions(rows):
 def deploy(c, args):
     from .packages import format as fmt
     from .packages.upload import upload
+    allow = []
+    if "--allow" in args:
+        i = args.index("--allow")
+        if i + 1 >= len(args):
+            raise SystemExit("aetherctl deploy: --allow needs the grants, e.g. --allow root,unconfined")
+        allow = [g for g in args[i + 1].split(",") if g]
+        args = args[:i] + args[i + 2:]
     try:
-        result = upload(c, _one(args, "FILE.aether or DIR"))
+        result = upload(c, _one(args, "FILE.aether or DIR"), allow)
     except fmt.PackageError as e:
         raise SystemExit(f"aetherctl deploy: {e}") from None
     return result["message"]

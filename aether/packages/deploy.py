@@ -18,6 +18,7 @@ aetherd from their records (``restore``).
 import os
 import time
 
+from ..agent import manifest as _manifest
 from ..agent.layout import ensure_dir
 from ..states import EXITED, FAILED, RESTING, RUNNING, STOPPED
 from . import format as fmt
@@ -80,8 +81,10 @@ class Deployer:
 
     # -- commit ------------------------------------------------------------------------
 
-    def commit(self, caller, answer):
-        """Verify, install and switch; ``answer(result, error)`` once the new version runs or fails."""
+    def commit(self, caller, answer, allow=()):
+        """Verify, install and switch; ``answer(result, error)`` once the new version runs or fails.
+        A package whose manifest asks for grants (root, net, unconfined) is installed only when
+        the deployer allowed each of them (``allow``): typing 'deploy' is not giving root."""
         upload = self.staged.take(caller)
         try:
             os.close(upload.fd)
@@ -92,18 +95,24 @@ class Deployer:
             if upload.hash.hexdigest() != upload.sha256:
                 raise DeployError("invalid", f"hash mismatch: the upload hashes to {upload.hash.hexdigest()}, "
                                              f"package.begin declared {upload.sha256}; send it again")
-            index, pm, fresh = self._install(upload.path)
+            index, pm, fresh = self._install(upload.path, allow)
         finally:
             upload.drop()
         self._deploy(caller.principal, index, pm, fresh, answer)
 
-    def _install(self, path):
+    def _install(self, path, allow=()):
         origin = "the package"
         try:
             with open(path, "rb") as f:
                 index, pm = fmt.unpack(f, origin)
         except fmt.PackageError as e:
             raise DeployError("invalid", f"package refused: {e}") from None
+        wanted = sorted(set(pm.manifest.values.get("grant") or ()) - set(allow))
+        if wanted:
+            raise DeployError("permission", f"{pm.label} asks for {', '.join(wanted)} "
+                                            f"(user = {pm.manifest.values.get('user')!r}, grant in agent.toml); "
+                                            "nothing was installed: if you mean to give it that, deploy "
+                                            f"again with --allow {','.join(wanted)}")
         self._check_owner(pm.name)
         self._check_fits(pm)
         record = self._record(pm.name)
@@ -411,7 +420,7 @@ class Deployer:
                                                    for v in record["versions"]):
             return
         self._check_owner(pm.name)
-        _index, pm, _fresh = self._install(path)
+        _index, pm, _fresh = self._install(path, _manifest.GRANTS)   # baked in: the builder's choice
         record = self._record(pm.name)
         record["history"] = [v for v in record["history"] if v != pm.version] + [pm.version]
         record["rollback_to"], record["current"] = record["current"], pm.version

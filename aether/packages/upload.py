@@ -27,7 +27,7 @@ def archive_for(path, workdir):
     return path
 
 
-def upload(client, path):
+def upload(client, path, allow=()):
     with tempfile.TemporaryDirectory(prefix="aether-pack-") as workdir:
         archive = archive_for(path, workdir)
         with open(archive, "rb") as f:
@@ -47,6 +47,6 @@ def upload(client, path):
     old = client.sock.gettimeout()
     client.sock.settimeout(max(old or 0, COMMIT_TIMEOUT))
     try:
-        return client.call("package.commit")
+        return client.call("package.commit", **({"allow": sorted(set(allow))} if allow else {}))
     finally:
         client.sock.settimeout(old)

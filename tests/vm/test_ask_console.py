@@ -18,6 +18,7 @@ import harness
 from aether.packages.upload import upload
 
 PACKAGE = Path(__file__).resolve().parents[2] / "examples" / "disk_janitor"
+JANITOR_GRANTS = ("root", "unconfined")      # it reads every home: deployed only when allowed
 ARGS = 'args = ["--once", "--min-size", "3k", "--min-age", "0s", "--timeout", "600"]'
 HOME = "/var/lib/aether/home"
 
@@ -61,7 +62,7 @@ def test_a_request_approved_and_one_denied_at_the_console(booter, tmp_path):
     c.call("agent.spawn", manifest={"name": "victim", "program": "aether.builtin.drill:main", "args": ["idle"]})
     wait(lambda: c.call("agent.inspect", name="victim")["state"] == "running", 60, "the victim agent")
     plant(c, "big-1.bin")
-    assert "is current" in upload(c, str(package(tmp_path)))["message"]
+    assert "is current" in upload(c, str(package(tmp_path)), allow=JANITOR_GRANTS)["message"]
     first = wait(lambda: pending(c), 120, "the janitor's first request")[0]
     assert first["step"].startswith("delete ") and "victim/big-1.bin" in first["details"]
 
@@ -153,7 +154,7 @@ def test_an_agent_in_the_image_cannot_answer_requests(booter, tmp_path):
     c.call("agent.spawn", manifest={"name": "victim", "program": "aether.builtin.drill:main", "args": ["idle"]})
     wait(lambda: c.call("agent.inspect", name="victim")["state"] == "running", 60, "the victim agent")
     plant(c, "big.bin")
-    upload(c, str(package(tmp_path)))
+    upload(c, str(package(tmp_path)), allow=JANITOR_GRANTS)
     victim = wait(lambda: pending(c), 120, "the janitor's request")[0]["id"]
     attacker = tmp_path / "attacker"
     attacker.mkdir()

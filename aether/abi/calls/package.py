@@ -4,6 +4,7 @@ The privileged only (the shell and the host): a package says what runs, as its o
 agent.  The logic lives in aether/packages/deploy.py; this module maps it to the ABI.
 """
 
+from ...agent.manifest import GRANTS
 from ...packages import deploy, staging
 from ..methods import NAME, PRIVILEGED, Method, obj
 from ..protocol import Busy, Conflict, Internal, InvalidParams, Unavailable
@@ -59,7 +60,7 @@ def _deferred(start):
 
 
 def commit(d, caller, params, conn):
-    return _deferred(lambda answer: deploy.of(d).commit(caller, answer))
+    return _deferred(lambda answer: deploy.of(d).commit(caller, answer, params.get("allow") or ()))
 
 
 def rollback(d, caller, params, conn):
@@ -87,8 +88,11 @@ METHODS = [
                data={"type": "string", "maxLength": (staging.CHUNK_BYTES * 4) // 3 + 4,
                      "description": "base64 of the next bytes of the archive"}), PRIVILEGED,
            "the next chunk of the upload, at the offset where the last one ended"),
-    Method("package.commit", commit, obj(), PRIVILEGED,
-           "verify the upload (its sha256, every file's hash, the manifest, the disk space), install "
+    Method("package.commit", commit,
+           obj(allow={"type": "array", "maxItems": len(GRANTS), "uniqueItems": True,
+                      "items": {"type": "string", "enum": list(GRANTS)}}), PRIVILEGED,
+           "verify the upload (its sha256, every file's hash, the manifest, the disk space; a manifest "
+           "that asks for grants (root, net, unconfined) is refused unless allow names each), install "
            "it under agents/<name>/<version>/, stop the running version and start this one; answers "
            "once it runs, or fails (then the previous version is started again); the same version "
            "again changes nothing"),

@@ -170,7 +170,10 @@ def test_denied_deletes_nothing_and_is_not_asked_again(daemon, tmp_path):
 def test_it_deploys_as_a_package_with_its_privilege(daemon, tmp_path):
     from aether.packages.upload import upload
     c = daemon.connect()
-    assert "disk-janitor-1.0.0 is current" in upload(c, str(PACKAGE))["message"]
+    from aether.abi.protocol import Conflict
+    with pytest.raises(Conflict, match="asks for root, unconfined.*--allow root,unconfined"):
+        upload(c, str(PACKAGE))                      # typing 'deploy' is not giving it root
+    assert "disk-janitor-1.0.0 is current" in upload(c, str(PACKAGE), allow=("root", "unconfined"))["message"]
     info = c.call("agent.inspect", name="disk-janitor")
     assert info["program"] == "janitor:main"
     sleep_until(lambda: any("nothing to clean" in line for line in c.call("agent.logs", name="disk-janitor")["lines"]), 30)
