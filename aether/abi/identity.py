@@ -57,11 +57,28 @@ def cgroup_of(pid, proc="/proc"):
     return None
 
 
+def uid_of(pid, proc="/proc"):
+    """The effective uid of a process now, or None."""
+    try:
+        with open(f"{proc}/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def from_peer(pid, uid, gid, proc="/proc"):
     """The Caller for a socket peer.  It fails closed: a root peer whose cgroup cannot be
     read (it exited, or aetherd is out of descriptors) may be an agent granted root, so it
-    is the unprivileged ``uid:0``, never the shell."""
+    is the unprivileged ``uid:0``, never the shell.  The pid is looked up after connect: if
+    the peer exited and its pid went to another process, the uid there is not the one the
+    kernel gave for the socket (SO_PEERCRED), and the cgroup says nothing about the peer."""
     cgroup = cgroup_of(pid, proc)
+    now = uid_of(pid, proc)
+    if cgroup is not None and now != uid:
+        cgroup = None                   # another process holds the pid now (or it cannot be read)
     agent = agent_of_cgroup(cgroup or "")
     if agent:
         return Caller(f"agent:{agent}", pid, uid, gid, agent=agent)

@@ -55,9 +55,10 @@ def test_agent_of_cgroup():
 
 
 def test_identity_comes_from_the_kernel_not_the_caller(tmp_path):
-    for pid, cgroup in ((10, "0::/aether/agents/web/self\n"), (11, "0::/init.scope\n")):
+    for pid, cgroup, uid in ((10, "0::/aether/agents/web/self\n", 10001), (11, "0::/init.scope\n", 0)):
         (tmp_path / str(pid)).mkdir()
         (tmp_path / str(pid) / "cgroup").write_text(cgroup)
+        (tmp_path / str(pid) / "status").write_text(f"Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
     web = identity.from_peer(10, 10001, 10001, proc=str(tmp_path))
     assert web.agent == "web" and not web.privileged
     assert identity.from_peer(11, 0, 0, proc=str(tmp_path)).privileged
