@@ -110,6 +110,7 @@ def test_a_root_peer_whose_cgroup_cannot_be_read_is_not_the_privileged_shell(tmp
     agent = tmp_path / "4242"
     agent.mkdir()
     (agent / "cgroup").write_text("0::/aether/agents/rooty/self\n")
+    (agent / "status").write_text("Name:\tpython3\nUid:\t0\t0\t0\t0\n")
     assert identity.from_peer(4242, 0, 0, proc=str(tmp_path)).agent == "rooty"
     gone = identity.from_peer(4243, 0, 0, proc=str(tmp_path))       # no /proc/4243: the pid has exited
     assert not gone.privileged, gone

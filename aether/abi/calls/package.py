@@ -89,7 +89,7 @@ METHODS = [
                      "description": "base64 of the next bytes of the archive"}), PRIVILEGED,
            "the next chunk of the upload, at the offset where the last one ended"),
     Method("package.commit", commit,
-           obj(allow={"type": "array", "maxItems": len(GRANTS), "uniqueItems": True,
+           obj(allow={"type": "array", "maxItems": len(GRANTS),
                       "items": {"type": "string", "enum": list(GRANTS)}}), PRIVILEGED,
            "verify the upload (its sha256, every file's hash, the manifest, the disk space; a manifest "
            "that asks for grants (root, net, unconfined) is refused unless allow names each), install "
