@@ -12,6 +12,8 @@ against the agent's ``limits.disk``.
 import json
 import os
 
+from ..agent.layout import replace_durably
+
 MAX_BYTES = 1 << 20
 
 
@@ -55,25 +57,8 @@ def save(path, state):
     if len(data) > MAX_BYTES:
         raise StateError(f"the state is {len(data)} bytes as JSON, more than an agent's state may be "
                          f"({MAX_BYTES}); keep large data in memories (remember) or files in the home")
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        replace_durably(os.path.abspath(path), data, 0o600)
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise StateError(f"the state cannot be written to {path}: {e.strerror} (is the home full, "
                          "or over limits.disk?)") from None

@@ -15,32 +15,13 @@ import signal
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI, Reply
+from tests.fake_openai import Reply
 
 from .conftest import sleep_until
-from .test_broker import Aetherd
+from .test_broker import aetherd, model  # noqa: F401 - fixtures, shared
 
 pytestmark = pytest.mark.host
 HI = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def model():
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-def aetherd(tmp_path, model):
-    started = []
-
-    def start():
-        d = Aetherd(tmp_path, f"llm.endpoint = {model.url}\nllm.model = fake\nllm.timeout = 5\n")
-        started.append(d)
-        return d
-    yield start
-    for d in started:
-        d.stop()
 
 
 def sh(name, script, **extra):
@@ -59,7 +40,7 @@ def alive(pid):
         return False
 
 
-def test_abi_spawned_agents_survive_an_aetherd_crash(aetherd):
+def test_abi_spawned_agents_survive_an_aetherd_crash(aetherd):  # noqa: F811
     d = aetherd()
     c = d.connect()
     c.call("agent.spawn", manifest=sh("keeper", "sleep 300", context={"spend_tokens": 5000}))
@@ -125,7 +106,7 @@ def tool_entries(c, principal):
             if e["actor"] == principal]
 
 
-def test_a_goal_agent_killed_during_step_3_of_5_resumes_and_finishes(aetherd, model):
+def test_a_goal_agent_killed_during_step_3_of_5_resumes_and_finishes(aetherd, model):  # noqa: F811
     d = aetherd()
     c = d.connect()
     # answers 1-3 ask for tool calls 1-3; the think that carries call 3's result is held,

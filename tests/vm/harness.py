@@ -128,6 +128,17 @@ def assert_orderly_shutdown(text, kernel_line):
     assert "Traceback" not in text, "a Python traceback was printed during shutdown"
 
 
+def wait(predicate, timeout, what, interval=0.5):
+    """predicate()'s first truthy value, polled; AssertionError naming ``what`` after timeout s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
 def abi_client(vm, timeout=90):
     """An ABI client on the VM's host channel, once aetherd answers (it starts after the prompt)."""
     from aether.abi.protocol import AbiError

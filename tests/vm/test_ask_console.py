@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,7 @@ ARGS = 'args = ["--once", "--min-size", "3k", "--min-age", "0s", "--timeout", "6
 HOME = "/var/lib/aether/home"
 
 
-def wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout} s")
+wait = harness.wait
 
 
 def package(tmp_path):

@@ -37,15 +37,7 @@ def boot(booter, disk):
     return vm, harness.abi_client(vm)
 
 
-def wait(predicate, timeout, what):
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout} s")
+wait = harness.wait
 
 
 @pytest.mark.timeout(900)
