@@ -52,6 +52,20 @@ def ready_marker(tty):
         pass
 
 
+def normal_priority():
+    """Return to CPU priority 0 if started lower.
+
+    PID 1 may start the consoles after the first at a low priority (nice 10), so
+    that on one CPU the first console's prompt is not held back by the others'
+    start-up; once a console's own prompt is up, the shell a person types in
+    runs at the normal priority.  Not root (host tests): it stays as started."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:
+        pass
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0] != "--tty":
@@ -61,6 +75,7 @@ def main(argv=None):
     attach(tty)
     print(f"\nAetherOS {__version__} on {os.path.basename(tty)}. Type what you want, or help.", flush=True)
     ready_marker(tty)
+    normal_priority()
     first = first_line()
     if first is None:
         return 0                           # end of input: PID 1 starts a fresh console

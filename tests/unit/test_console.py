@@ -32,3 +32,26 @@ def test_services_line_reads_pid1s_status_file(tmp_path):
 def test_main_wants_a_tty(capsys):
     assert console.main([]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_a_console_started_at_a_low_priority_returns_to_normal(monkeypatch):
+    # PID 1 may start the consoles after the first at nice 10 (issue 14); the shell a
+    # person then types in must not stay at that priority.
+    calls = []
+    nice = {"now": 10}
+    monkeypatch.setattr(console.os, "getpriority", lambda which, who: nice["now"])
+    monkeypatch.setattr(console.os, "setpriority", lambda which, who, prio: calls.append(prio))
+    console.normal_priority()
+    assert calls == [0]
+    nice["now"] = 0
+    console.normal_priority()                      # already normal: nothing to do
+    assert calls == [0]
+
+
+def test_normal_priority_without_the_right_to_raise_it_keeps_going(monkeypatch):
+    def refuse(which, who, prio):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(console.os, "getpriority", lambda which, who: 10)
+    monkeypatch.setattr(console.os, "setpriority", refuse)
+    console.normal_priority()                      # host mode, not root: no exception
