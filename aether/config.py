@@ -253,13 +253,17 @@ def _spelled(key, origin):
 
 
 def load(warn, cmdline=CMDLINE, data=DATA_CONFIG, defaults=IMAGE_DEFAULTS):
-    """Read every source in lookup order and resolve the settings."""
+    """Read every source in lookup order and resolve the settings.
+
+    ``data=None`` leaves the data partition out: PID 1 reads the settings once
+    before that partition is mounted (to start the consoles), and again after.
+    """
     sources = []
     text = _read(cmdline)
     if text is not None:
         sources.append(("kernel command line", cmdline_settings(text)))
     for path in (data, defaults):
-        text = _read(path)
+        text = None if path is None else _read(path)
         if text is not None:
             sources.append((path, file_settings(text, path, warn)))
     return Config(sources, warn)

@@ -18,9 +18,15 @@ class Log:
         self.fd = fd
         self.level = LEVELS[level]
         self.recent: deque[tuple] = deque(maxlen=ring)
+        self.new_line = False    # start the next console line on a line of its own
 
     def set_level(self, name):
         self.level = LEVELS[name]
+
+    def break_next_line(self):
+        """The next line goes out after a newline: PID 1 asks for this once the consoles
+        are started, so that a line logged after a console's prompt does not run on from it."""
+        self.new_line = True
 
     def _emit(self, level, msg):
         self.recent.append((time.monotonic(), level, msg))
@@ -28,6 +34,9 @@ class Log:
             return
         tag = "" if level == "info" else f"{level.upper()}: "
         line = f"{self.prefix}: {tag}{msg}\n".encode("utf-8", "replace")
+        if self.new_line:
+            self.new_line = False
+            line = b"\n" + line
         try:
             os.write(self.fd, line)
         except OSError:

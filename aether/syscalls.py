@@ -1,6 +1,10 @@
 """The few system calls the standard library does not wrap: mount, umount2, reboot, prctl.
 
-Loaded on first use (ctypes is the largest import PID 1 makes).
+PID 1 makes these calls through ``_ctypes`` alone (``_function``): each is an int
+function of ints, byte strings and NULLs, which needs none of the ``ctypes``
+package.  That package cost the boot ~40 ms more under TCG (guest A/B, issue 14).
+``libc()`` is the whole ``ctypes.CDLL``, for callers that need its types
+(aether/agent/confine.py: Landlock's structures).
 """
 
 import os
@@ -30,10 +34,34 @@ def libc():
     return _libc
 
 
+_functions: dict = {}
+
+
+def _function(name):
+    """libc's ``name`` as a C function returning int that keeps errno (_ctypes.get_errno)."""
+    fn = _functions.get(name)
+    if fn is None:
+        import _ctypes
+        if "" not in _functions:
+            class Int(_ctypes._SimpleCData):
+                _type_ = "i"
+
+            class Function(_ctypes.CFuncPtr):
+                _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+                _restype_ = Int
+
+            class Libc:                     # what CFuncPtr((name, library)) reads
+                _handle = _ctypes.dlopen(None, os.RTLD_NOW | os.RTLD_LOCAL)  # type: ignore[arg-type]
+            _functions[""] = (Function, Libc)
+        function, library = _functions[""]
+        fn = _functions[name] = function((name, library))
+    return fn
+
+
 def _check(result, what):
     if result != 0:
-        import ctypes
-        err = ctypes.get_errno()
+        import _ctypes
+        err = _ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
@@ -42,17 +70,17 @@ def _b(value):
 
 
 def mount(source, target, fstype, flags=0, data=None):
-    _check(libc().mount(_b(source), _b(target), _b(fstype), flags, _b(data)),
+    _check(_function("mount")(_b(source), _b(target), _b(fstype), flags, _b(data)),
            f"mount {fstype} on {target}")
 
 
 def umount(target, flags=0):
-    _check(libc().umount2(_b(target), flags), f"umount {target}")
+    _check(_function("umount2")(_b(target), flags), f"umount {target}")
 
 
 def reboot(cmd):
-    _check(libc().reboot(cmd), "reboot")
+    _check(_function("reboot")(cmd), "reboot")
 
 
 def set_child_subreaper():
-    _check(libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+    _check(_function("prctl")(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")

@@ -4,6 +4,13 @@ Each step is fatal or degraded, decided here once: a fatal step that fails
 stops the boot (no services start; the failure and a hint are on the console;
 the machine stays up and still answers the power button and Ctrl-Alt-Del); a
 degraded step that fails is logged and the boot goes on.
+
+The steps come in two parts (issue 14, boot time): EARLY_STEPS, what a console
+needs (/proc, /sys, /dev, /run and the settings of the kernel command line and
+the image), after which PID 1 starts the consoles; then LATE_STEPS, which run
+while the first prompt is drawn, before aetherd starts.  Every fatal step is
+early, so a boot that stops never leaves a console running on a half-made
+machine; every late step is degraded.
 """
 
 import os
@@ -31,9 +38,27 @@ def dev_links(_init):
     mounts.dev_links()
 
 
-def load_config(init):
-    init.config = config.load(init.log.warning)
+def early_config(init):
+    """The settings of the kernel command line and the image defaults: enough to start
+    the consoles.  The data partition's file is read once it is mounted (load_config)."""
+    init.config = config.load(_warn_once(init), data=None)
     init.log.set_level(init.config["log_level"])
+
+
+def load_config(init):
+    init.config = config.load(_warn_once(init))
+    init.log.set_level(init.config["log_level"])
+
+
+def _warn_once(init):
+    """A bad setting read by both loads is reported once."""
+    seen = init.config_warnings
+
+    def warn(msg):
+        if msg not in seen:
+            seen.add(msg)
+            init.log.warning(msg)
+    return warn
 
 
 def hostname(init):
@@ -88,8 +113,21 @@ def power_button(init):
     init.log.info(f"power buttons: {names}")
 
 
-STEPS = (
-    *(_mount_step(m) for m in mounts.API_MOUNTS),
+EARLY_MOUNTS = ("/proc", "/sys", "/dev", "/run")
+
+EARLY_STEPS = (
+    *(_mount_step(m) for m in mounts.API_MOUNTS if m[1] in EARLY_MOUNTS),
+    ("run directory", run_dir, DEGRADED, None),
+    # Before the first prompt, as a person may act on it at once: Ctrl-Alt-Del then asks
+    # PID 1 for an orderly restart (not the kernel's immediate one), and the power button
+    # is already watched.
+    ("ctrl-alt-del", ctrl_alt_del, DEGRADED, None),
+    ("power button", power_button, DEGRADED, "the kernel needs CONFIG_ACPI_BUTTON and CONFIG_INPUT_EVDEV"),
+    ("early configuration", early_config, DEGRADED, None),
+)
+
+LATE_STEPS = (
+    *(_mount_step(m) for m in mounts.API_MOUNTS if m[1] not in EARLY_MOUNTS),
     ("device links", dev_links, DEGRADED, None),
     ("link protection", lambda _init: mounts.protect_links(), DEGRADED, None),
     ("data location", data_location, DEGRADED, None),
@@ -97,14 +135,13 @@ STEPS = (
     ("hostname", hostname, DEGRADED, "set aether.hostname=<name>"),
     ("loopback", loopback, DEGRADED, "the kernel needs CONFIG_INET=y"),
     ("network", user_network, DEGRADED, None),
-    ("ctrl-alt-del", ctrl_alt_del, DEGRADED, None),
     ("entropy", entropy, DEGRADED, None),
-    ("run directory", run_dir, DEGRADED, None),
-    ("power button", power_button, DEGRADED, "the kernel needs CONFIG_ACPI_BUTTON and CONFIG_INPUT_EVDEV"),
 )
 
+STEPS = EARLY_STEPS + LATE_STEPS
 
-def run(init, steps=STEPS):
+
+def run(init, steps=STEPS, label="boot steps"):
     """Take every step; return False if a fatal one failed.
 
     Each step's duration is logged at debug level once all steps ran (the log
@@ -130,4 +167,4 @@ def run(init, steps=STEPS):
                 timings.append((name, time.monotonic() - started))
         return True
     finally:
-        init.log.debug("boot steps: " + ", ".join(f"{n} {1000 * t:.0f} ms" for n, t in timings))
+        init.log.debug(f"{label}: " + ", ".join(f"{n} {1000 * t:.0f} ms" for n, t in timings))

@@ -24,12 +24,13 @@ from ..loop import Loop
 from ..reaper import Reaper
 from .services import ServiceSpec, ServiceSupervisor
 from ..spawn import fork_call, read_lines, spawn
-from ..states import ALWAYS, START, STOP
+from ..states import ALWAYS, RESTING, START, STOP
 
 CHILD_ENV = {"PATH": "/usr/bin", "HOME": "/root", "TERM": "linux", "LANG": "C.UTF-8"}
 OUTPUT_LINES = 200       # recent output lines kept per service
 KILL_GRACE = 2.0         # seconds after TERM/KILL of left-over processes at shutdown
 TIMELINE_DELAY = 1.0     # seconds after the services start: the consoles come first
+YIELD_NICE = 19          # PID 1's niceness during the late boot steps (Init.late_steps)
 
 
 class RealOs:
@@ -88,6 +89,7 @@ class Init:
         self.sup = ServiceSupervisor(RealOs(self), self.loop.call_later, self.reaper.claim, self.log,
                               on_change=lambda _svc: self.write_status())
         self.config = None
+        self.config_warnings = set()   # a bad setting is reported once (aether/pid1/boot.py)
         self.data_persistent = False
         self.booted = None
         self.pending = None
@@ -111,10 +113,14 @@ class Init:
             os.chdir("/")
             os.umask(0o022)
             from . import boot
-            self.booted = boot.run(self)
-            self.mark("boot steps")
+            self.booted = boot.run(self, boot.EARLY_STEPS, "early steps")
+            self.mark("early steps")
             if self.booted:
-                self.add_consoles()
+                self.start_consoles()
+                self.mark("consoles started")
+                self.late_steps(boot)
+                self.mark("boot steps")
+                self.reconcile_consoles()
                 self.add_aetherd()
         if self.control_path:
             try:
@@ -122,7 +128,10 @@ class Init:
             except OSError as e:
                 self.log.warning(f"control FIFO {self.control_path} unavailable: {e}")
         if self.booted:
-            self.sup.start_all()
+            if self.host:
+                self.sup.start_all()
+            else:
+                self.sup.send("aetherd", START)   # the consoles are running already
             self.mark("services started")
             self.log.info(f"boot finished at {self._uptime()}")
             if not self.host:
@@ -168,14 +177,60 @@ class Init:
 
     # -- services -------------------------------------------------------------------
 
-    def add_consoles(self):
-        for tty in self.console_ttys():
-            # Forked from PID 1 rather than a new interpreter: the console is up in a
-            # fraction of the time (see docs/boot-time.md).
-            self.sup.add(ServiceSpec(
-                f"console@{tty}", ["aether.console", "--tty", f"/dev/{tty}"],
-                entry="aether.console:main", restart=ALWAYS, setsid=True, backoff_initial=0.2, intensity=10, period=60.0,
-                retry_after=60.0, stop_timeout=self.config["stop_timeout"]))
+    def start_consoles(self):
+        """The consoles, started as soon as /dev, /sys, /run and the early settings are
+        there: the first prompt is drawn while the late boot steps run."""
+        ttys = self.console_ttys()
+        if ttys:
+            # Imported once here rather than in each forked console (under emulation each
+            # import is milliseconds of the first prompt's time).
+            from .. import console  # noqa: F401
+        for tty in ttys:
+            self.add_console(tty).handle(START)
+        if ttys:
+            self.log.break_next_line()
+
+    def add_console(self, tty):
+        # Forked from PID 1 rather than a new interpreter: the console is up in a
+        # fraction of the time (README, "Boot time").
+        return self.sup.add(ServiceSpec(
+            f"console@{tty}", ["aether.console", "--tty", f"/dev/{tty}"],
+            entry="aether.console:main", restart=ALWAYS, setsid=True, backoff_initial=0.2, intensity=10, period=60.0,
+            retry_after=60.0, stop_timeout=self.config["stop_timeout"]))
+
+    def reconcile_consoles(self):
+        """Once the data partition's settings are read: start the consoles they add to
+        the early set, stop the ones they leave out."""
+        wanted = set(self.console_ttys())
+        for name, svc in list(self.sup.services.items()):
+            tty = name.partition("@")[2]
+            if not name.startswith("console@"):
+                continue
+            svc.spec.stop_timeout = self.config["stop_timeout"]
+            if tty not in wanted and svc.state not in RESTING:
+                self.log.info(f"{name}: stopped (aether.consoles is now {self._consoles_setting()})")
+                svc.handle(STOP)
+        for tty in sorted(wanted - {n.partition("@")[2] for n in self.sup.services}):
+            self.add_console(tty).handle(START)
+
+    def _consoles_setting(self):
+        wanted = self.config["consoles"]
+        return wanted if wanted == "auto" else ",".join(wanted)
+
+    def late_steps(self, boot):
+        """The late boot steps, with PID 1 at the lowest CPU priority meanwhile, so that on
+        a one-CPU machine the consoles it just forked draw their prompts first."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, YIELD_NICE)
+        except OSError as e:
+            self.log.debug(f"cannot lower PID 1's CPU priority for the late boot steps: {e}")
+        try:
+            boot.run(self, boot.LATE_STEPS)
+        finally:
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, 0)
+            except OSError as e:
+                self.log.warning(f"cannot return PID 1 to CPU priority 0: {e}")
 
     def add_aetherd(self):
         # After the consoles, at a low CPU priority (nice 10) so its start-up never delays
@@ -199,8 +254,10 @@ class Init:
     def _tty_exists(self, tty, report=False):
         if os.path.exists(f"/sys/class/tty/{tty}"):
             return True
-        if report:
-            self.log.warning(f"aether.consoles names {tty}, but this machine has no /dev/{tty}; skipped")
+        msg = f"aether.consoles names {tty}, but this machine has no /dev/{tty}; skipped"
+        if report and msg not in self.config_warnings:    # read twice at boot: said once
+            self.config_warnings.add(msg)
+            self.log.warning(msg)
         return False
 
     def capture(self, name, fd):

@@ -88,19 +88,32 @@ class Booter:
         self.name = log_name(name)
         self.vms = []
 
-    def boot(self, wait_ready=True, **options):
-        """Start a TCG VM (options as for vm.VM); by default wait for the first prompt."""
+    def boot(self, wait_ready=True, wait_finished=True, **options):
+        """Start a TCG VM (options as for vm.VM); by default wait for the first prompt and
+        then for PID 1's late boot steps, which run after it (aether/pid1/boot.py):
+        ``wait_finished=False`` acts at the prompt itself."""
         suffix = f"-{len(self.vms) + 1}" if self.vms else ""
         vm = VM(log_dir() / f"{self.name}{suffix}.serial.log", accel="tcg", **options)
         self.vms.append(vm)
         vm.start()
         if wait_ready:
             vm.wait_ready(BOOT_TIMEOUT)
+            if wait_finished:
+                wait_boot_finished(vm)
         return vm
 
     def close(self):
         for vm in self.vms:
             vm.close()
+
+
+BOOT_FINISHED_RE = r"^aether-init: boot finished at "
+
+
+def wait_boot_finished(vm, timeout=BOOT_TIMEOUT):
+    """Wait for PID 1's `boot finished` line (logged at info level, after the late steps)."""
+    if BOOT_FINISHED_RE[1:] not in vm.output:
+        vm.expect(BOOT_FINISHED_RE, timeout)
 
 
 def fields(text):
@@ -114,8 +127,10 @@ def fields(text):
 
 
 def init_lines(text):
-    """The lines PID 1 logged (`aether-init: ...`)."""
-    return [line for line in text.splitlines() if line.startswith("aether-init: ")]
+    """The lines PID 1 logged (`aether-init: ...`), also one that follows a console's prompt
+    on the same line (the late boot steps log while the first prompt is up)."""
+    return [line[line.index("aether-init: "):] for line in text.splitlines()
+            if "aether-init: " in line]
 
 
 def assert_orderly_shutdown(text, kernel_line):

@@ -111,7 +111,8 @@ def test_reboot_boots_again(booter):
 
 @pytest.mark.timeout(ONE_BOOT)
 def test_acpi_power_button_powers_off(booter):
-    vm = booter.boot()
+    # Pressed as soon as the prompt shows, while PID 1 may still take its late boot steps.
+    vm = booter.boot(wait_finished=False)
     start = vm.mark()
     assert vm.monitor("system_powerdown") == ""
     assert vm.wait_exit(SHUTDOWN_TIMEOUT) == 0
@@ -123,7 +124,7 @@ def test_ctrl_alt_del_reboots(booter):
     # -no-reboot: QEMU exits when the guest restarts; test_reboot_boots_again
     # covers the second boot.  An orderly restart, not the kernel's immediate one,
     # shows as PID 1's log lines before the kernel's "Restarting system".
-    vm = booter.boot(no_reboot=True)
+    vm = booter.boot(no_reboot=True, wait_finished=False)
     start = vm.mark()
     assert vm.monitor("sendkey ctrl-alt-delete") == ""
     assert vm.wait_exit(SHUTDOWN_TIMEOUT) == 0
