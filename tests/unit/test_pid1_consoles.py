@@ -46,6 +46,7 @@ def test_consoles_start_before_aetherd_and_follow_the_data_partition(tmp_path):
     init.config = {"consoles": ["ttyS0", "tty1"], "stop_timeout": 7.0}
     init.reconcile_consoles()
     assert states(init) == {"console@ttyS0": RUNNING, "console@tty1": RUNNING}
+    assert init.sup.services["console@tty1"].spec.nice > 0       # the first prompt comes first
     assert init.sup.services["console@ttyS0"].spec.stop_timeout == 7.0
 
     init.config = {"consoles": ["tty1"], "stop_timeout": 7.0}
@@ -60,6 +61,7 @@ def test_reconcile_with_the_same_setting_changes_nothing(tmp_path):
     init = make_init(tmp_path, "auto")
     init.console_ttys = lambda: ["ttyS0", "tty1"]
     init.start_consoles()
+    assert [svc.spec.nice for svc in init.sup.services.values()] == [0, 10]
     before = {name: svc.pid for name, svc in init.sup.services.items()}
     init.reconcile_consoles()
     assert {name: svc.pid for name, svc in init.sup.services.items()} == before
