@@ -213,8 +213,14 @@ class Init:
                 continue
             svc.spec.stop_timeout = self.config["stop_timeout"]
             if tty not in wanted and svc.state not in RESTING:
+                # Killed, not asked: a terminal the data partition keeps without a console
+                # (for instance a serial line nobody should reach) must not keep one that
+                # was started during the early window until aetherd is serving.
                 self.log.info(f"{name}: stopped (aether.consoles is now {self._consoles_setting()})")
+                pgid = svc.pgid if svc.pid is not None else None    # a group that exists
                 svc.handle(STOP)
+                if pgid is not None:
+                    self.sup.osi.kill(-pgid, _signal.SIGKILL)
         for tty in sorted(wanted - {n.partition("@")[2] for n in self.sup.services}):
             self.add_console(tty, nice=LATER_CONSOLE_NICE).handle(START)
 

@@ -55,6 +55,9 @@ def test_consoles_start_before_aetherd_and_follow_the_data_partition(tmp_path):
     init.sup.send("aetherd", START)
     # the stopped console stays stopped: starting aetherd does not restart it
     assert states(init) == {"console@ttyS0": STOPPING, "console@tty1": RUNNING, "aetherd": RUNNING}
+    # and it was killed at once, not only asked to stop
+    ttys0 = init.sup.services["console@ttyS0"]
+    assert (-ttys0.pgid, 9) in init.sup.osi.killed
 
 
 def test_reconcile_with_the_same_setting_changes_nothing(tmp_path):
