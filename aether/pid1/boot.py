@@ -16,13 +16,13 @@ machine; every late step is degraded.
 import os
 import time
 
-from .. import config, netif, syscalls
-from . import datadisk, mounts, power
+from .. import config, syscalls
+from ..sysinfo import DATA_DIR
+from . import mounts, power
 
 FATAL = True
 DEGRADED = False
 
-DATA_DIR = datadisk.DATA_DIR
 RUN_DIR = "/run/aether"
 
 
@@ -67,11 +67,13 @@ def hostname(init):
 
 
 def loopback(_init):
+    from .. import netif      # late steps only: not on the way to the first prompt
     netif.up("lo")
 
 
 def user_network(init):
     """A virtio NIC gets QEMU's user-network address (aether/netif.py); none: nothing."""
+    from .. import netif
     init.log.info(f"network: {netif.user_net()}")
 
 
@@ -90,6 +92,7 @@ def entropy(init):
 def data_location(init):
     """The data partition on /var/lib/aether, or a tmpfs there (aether/pid1/datadisk.py), and the
     boot counter on it."""
+    from . import datadisk    # late steps only: not on the way to the first prompt
     wait = datadisk.WAIT_FROM_DISK if datadisk.booting_from_disk() else 0.0
     devices, waited = datadisk.find(datadisk.scan, wait)
     init.data_persistent, _node = datadisk.attach(init.log, mounts.mount, devices, waited,

@@ -5,7 +5,7 @@ KEY_POWER on an input device (the ACPI button driver), not as a signal.
 """
 
 import os
-import struct
+import _struct as struct  # struct.py only re-exports _struct; one import less before the prompt
 
 from ..sysinfo import read_text
 

@@ -34,3 +34,15 @@ def test_init_import_is_lean():
 def test_console_import_avoids_heavy_modules():
     added = loaded_by("import aether.console") - loaded_by("pass")
     assert not (added & (FORBIDDEN - {"re"})), sorted(added & FORBIDDEN)
+
+
+# Measured in the guest (-X importtime under TCG, issue 14): each of these cost PID 1 2-20 ms
+# before its first prompt; the late boot steps import what they need after it.
+NOT_BEFORE_THE_PROMPT = {"collections", "heapq", "struct", "importlib", "ctypes",
+                         "aether.netif", "aether.pid1.datadisk"}
+
+
+def test_the_way_to_the_first_prompt_leaves_out_what_can_wait():
+    added = loaded_by("import aether.pid1.init, aether.pid1.boot, aether.console") - loaded_by("pass")
+    assert not (added & NOT_BEFORE_THE_PROMPT), sorted(added & NOT_BEFORE_THE_PROMPT)
+    assert len(added) <= 30, f"the first prompt's path imports {len(added)} modules: {sorted(added)}"
