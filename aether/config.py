@@ -47,7 +47,7 @@ def _consoles(value):
     for name in names:
         if "/" in name or not name.startswith("tty") and not name.startswith("hvc"):
             raise ConfigError(f"{name!r} is not a terminal name such as ttyS0, tty1 or hvc0")
-    return names
+    return list(dict.fromkeys(names))       # a terminal named twice gets one console
 
 
 def _choice(*choices):

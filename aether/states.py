@@ -13,7 +13,9 @@ FAILED = "failed"        # cannot start, or restarted too often; retried only if
 
 STATES = (STOPPED, RUNNING, STOPPING, BACKOFF, EXITED, FAILED)
 ACTIVE = frozenset({RUNNING, STOPPING})      # a process may exist
-RESTING = frozenset({STOPPED, EXITED, FAILED})  # nothing runs and nothing is scheduled
+# Nothing runs.  A FAILED service may still have a retry scheduled (retry_after): STOP
+# cancels it.
+RESTING = frozenset({STOPPED, EXITED, FAILED})
 
 # Events a service reacts to
 START = "start"

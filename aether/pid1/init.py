@@ -24,7 +24,7 @@ from ..loop import Loop
 from ..reaper import Reaper
 from .services import ServiceSpec, ServiceSupervisor
 from ..spawn import fork_call, read_lines, spawn
-from ..states import ALWAYS, RESTING, START, STOP
+from ..states import ALWAYS, EXITED, START, STOP, STOPPED
 
 CHILD_ENV = {"PATH": "/usr/bin", "HOME": "/root", "TERM": "linux", "LANG": "C.UTF-8"}
 OUTPUT_LINES = 200       # recent output lines kept per service
@@ -120,11 +120,14 @@ class Init:
             self.booted = boot.run(self, boot.EARLY_STEPS, "early steps")
             self.mark("early steps")
             if self.booted:
-                self.start_consoles()
+                # Once a console runs, the machine is made whatever fails: each part is
+                # guarded, so an error in one still leaves the late steps taken and the
+                # consoles matched to the settings.
+                self.guarded("starting the consoles", self.start_consoles)
                 self.mark("consoles started")
-                self.late_steps(boot)
+                self.guarded("the late boot steps", lambda: self.late_steps(boot))
                 self.mark("boot steps")
-                self.reconcile_consoles()
+                self.guarded("matching the consoles to the settings", self.reconcile_consoles)
                 self.add_aetherd()
         if self.control_path:
             try:
@@ -212,21 +215,29 @@ class Init:
             if not name.startswith("console@"):
                 continue
             svc.spec.stop_timeout = self.config["stop_timeout"]
-            if tty not in wanted and svc.state not in RESTING:
-                # Killed, not asked: a terminal the data partition keeps without a console
-                # (for instance a serial line nobody should reach) must not keep one that
-                # was started during the early window until aetherd is serving.
-                self.log.info(f"{name}: stopped (aether.consoles is now {self._consoles_setting()})")
-                pgid = svc.pgid if svc.pid is not None else None    # a group that exists
-                svc.handle(STOP)
-                if pgid is not None:
-                    self.sup.osi.kill(-pgid, _signal.SIGKILL)
+            if tty in wanted or svc.state in (STOPPED, EXITED):
+                continue
+            # Killed, not asked: a terminal the data partition keeps without a console
+            # (for instance a serial line nobody should reach) must not keep one that was
+            # started during the early window until aetherd is serving.  STOP in any other
+            # state: a console in backoff, or failed with a retry due, is cancelled too.
+            self.log.info(f"{name}: stopped (aether.consoles is now {self._consoles_setting()})")
+            pgid = svc.pgid if svc.pid is not None else None    # a group that exists
+            svc.handle(STOP)
+            if pgid is not None:
+                self.sup.osi.kill(-pgid, _signal.SIGKILL)
         for tty in sorted(wanted - {n.partition("@")[2] for n in self.sup.services}):
             self.add_console(tty, nice=LATER_CONSOLE_NICE).handle(START)
 
     def _consoles_setting(self):
         wanted = self.config["consoles"]
         return wanted if wanted == "auto" else ",".join(wanted)
+
+    def guarded(self, what, action):
+        try:
+            action()
+        except Exception as e:  # noqa: BLE001 - PID 1 logs and goes on with the boot
+            self.log.exception(f"internal error in {what}; the boot goes on", e)
 
     def late_steps(self, boot):
         """The late boot steps, with PID 1 at the lowest CPU priority meanwhile, so that on

@@ -120,3 +120,45 @@ def test_the_first_line_logged_after_the_consoles_start_begins_on_its_own_line(t
     with os.fdopen(r, "rb") as f:
         assert f.read() == (b"aether-init: before\n\naether-init: after the prompt\n"
                             b"aether-init: next\n")
+
+
+class FailingOs(FakeOs):
+    def spawn(self, spec):
+        raise OSError(11, "Resource temporarily unavailable")
+
+
+def test_a_failed_console_the_settings_leave_out_is_not_retried(tmp_path):
+    timers = []
+    init = make_init(tmp_path, ["ttyS0", "tty1"])
+    init.sup = ServiceSupervisor(FailingOs(), lambda delay, cb: timers.append(cb),
+                                 lambda pid, cb: None, init.log)
+    init.start_consoles()
+    assert {s.state for s in init.sup.services.values()} == {"failed"}
+    init.sup.osi = FakeOs()                   # the fork would work now
+    init.config = {"consoles": ["tty1"], "stop_timeout": 5.0}
+    init.reconcile_consoles()
+    for fire in timers:                       # every retry that was scheduled comes due
+        fire()
+    assert states(init)["console@ttyS0"] == "stopped"
+    assert states(init)["console@tty1"] == RUNNING
+
+
+def test_a_terminal_named_twice_gets_one_console(tmp_path):
+    cfg = config.load(lambda m: None, cmdline=_write(tmp_path, "cmdline", "aether.consoles=ttyS0,ttyS0,tty1"),
+                      data=None, defaults=_write(tmp_path, "defaults", ""))
+    assert cfg["consoles"] == ["ttyS0", "tty1"]
+
+
+def test_an_error_after_the_consoles_start_still_takes_the_late_steps(tmp_path, monkeypatch):
+    init = make_init(tmp_path, ["ttyS0"])
+    ran, logged = [], []
+    init.log.exception = lambda what, e: logged.append(what)
+    init.start_consoles = lambda: 1 / 0
+    init.guarded("starting the consoles", init.start_consoles)
+    init.guarded("the late boot steps", lambda: ran.append("late"))
+    assert ran == ["late"] and "starting the consoles" in logged[0]
+
+
+def _write(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    return tmp_path / name

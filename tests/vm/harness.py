@@ -98,7 +98,7 @@ class Booter:
         vm.start()
         if wait_ready:
             vm.wait_ready(BOOT_TIMEOUT)
-            if wait_finished:
+            if wait_finished and not logs_above_info(options.get("append", "")):
                 wait_boot_finished(vm)
         return vm
 
@@ -108,6 +108,12 @@ class Booter:
 
 
 BOOT_FINISHED_RE = r"^aether-init: boot finished at "
+
+
+def logs_above_info(append):
+    """True when the kernel arguments set PID 1's log level above info (no `boot finished`)."""
+    return any(word in ("aether.log_level=warning", "aether.log_level=error")
+               for word in append.split())
 
 
 def wait_boot_finished(vm, timeout=BOOT_TIMEOUT):
