@@ -76,7 +76,10 @@ class Client:
 
     def call(self, method, **params):
         request_id = next(self.ids)
-        self.sock.sendall(encode({"id": request_id, "method": method, "params": params}))
+        try:
+            self.sock.sendall(encode({"id": request_id, "method": method, "params": params}))
+        except (BrokenPipeError, ConnectionResetError):
+            self._why_closed()
         while True:
             message = self._next()
             if "event" in message:
@@ -89,6 +92,16 @@ class Client:
             if "error" in message:
                 raise _error(message["error"])
             return message.get("result")
+
+    def _why_closed(self):
+        """aetherd closed before our request went out: raise what it said first (a refusal
+        such as the per-caller connection cap), or ConnectionLost."""
+        while True:
+            message = self._next()          # raises the refusal at the end of the stream
+            if "event" in message:
+                self.events.append(message["event"])
+            else:
+                self.stray.append(message)
 
     def think(self, input=None, tool_results=None, **options):
         """llm.think: send only what is new (a user turn, tool results); aetherd assembles the window
