@@ -34,28 +34,37 @@ def libc():
     return _libc
 
 
-_functions: dict = {}
+_functions: dict = {}     # name -> the C function
 
 
 def _function(name):
     """libc's ``name`` as a C function returning int that keeps errno (_ctypes.get_errno)."""
     fn = _functions.get(name)
     if fn is None:
-        import _ctypes
-        if "" not in _functions:
-            class Int(_ctypes._SimpleCData):
-                _type_ = "i"
-
-            class Function(_ctypes.CFuncPtr):
-                _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-                _restype_ = Int
-
-            class Libc:                     # what CFuncPtr((name, library)) reads
-                _handle = _ctypes.dlopen(None, os.RTLD_NOW | os.RTLD_LOCAL)  # type: ignore[arg-type]
-            _functions[""] = (Function, Libc)
-        function, library = _functions[""]
-        fn = _functions[name] = function((name, library))
+        function_type, library = _lean_types()
+        fn = _functions[name] = function_type((name, library))
     return fn
+
+
+_types: list = []
+
+
+def _lean_types():
+    """(the function type, the libc handle holder), made once."""
+    if not _types:
+        import _ctypes
+
+        class Int(_ctypes._SimpleCData):
+            _type_ = "i"
+
+        class Function(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = Int
+
+        class Libc:                         # what CFuncPtr((name, library)) reads
+            _handle = _ctypes.dlopen(None, os.RTLD_NOW | os.RTLD_LOCAL)  # type: ignore[arg-type]
+        _types.extend((Function, Libc))
+    return _types[0], _types[1]
 
 
 def _check(result, what):

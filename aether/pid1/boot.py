@@ -41,24 +41,12 @@ def dev_links(_init):
 def early_config(init):
     """The settings of the kernel command line and the image defaults: enough to start
     the consoles.  The data partition's file is read once it is mounted (load_config)."""
-    init.config = config.load(_warn_once(init), data=None)
+    load_config(init, data=None)
+
+
+def load_config(init, data=config.DATA_CONFIG):
+    init.config = config.load(init.warn_once, data=data)   # both loads: a bad value said once
     init.log.set_level(init.config["log_level"])
-
-
-def load_config(init):
-    init.config = config.load(_warn_once(init))
-    init.log.set_level(init.config["log_level"])
-
-
-def _warn_once(init):
-    """A bad setting read by both loads is reported once."""
-    seen = init.config_warnings
-
-    def warn(msg):
-        if msg not in seen:
-            seen.add(msg)
-            init.log.warning(msg)
-    return warn
 
 
 def hostname(init):

@@ -93,7 +93,7 @@ class Init:
         self.sup = ServiceSupervisor(RealOs(self), self.loop.call_later, self.reaper.claim, self.log,
                               on_change=lambda _svc: self.write_status())
         self.config = None
-        self.config_warnings = set()   # a bad setting is reported once (aether/pid1/boot.py)
+        self.warned = set()            # messages warn_once has logged
         self.data_persistent = False
         self.booted = None
         self.pending = None
@@ -188,14 +188,14 @@ class Init:
         """The consoles, started as soon as /dev, /sys, /run and the early settings are
         there: the first prompt is drawn while the late boot steps run."""
         ttys = self.console_ttys()
-        if ttys:
-            # Imported once here rather than in each forked console (under emulation each
-            # import is milliseconds of the first prompt's time).
-            from .. import console  # noqa: F401
+        if not ttys:
+            return
+        # Imported once here rather than in each forked console (under emulation each
+        # import is milliseconds of the first prompt's time).
+        from .. import console  # noqa: F401
         for i, tty in enumerate(ttys):          # ttyS0 first when there is one
             self.add_console(tty, nice=0 if i == 0 else LATER_CONSOLE_NICE).handle(START)
-        if ttys:
-            self.log.break_next_line()
+        self.log.break_next_line()
 
     def add_console(self, tty, nice=0):
         # Forked from PID 1 rather than a new interpreter: the console is up in a
@@ -211,9 +211,9 @@ class Init:
         the early set, stop the ones they leave out."""
         wanted = set(self.console_ttys())
         for name, svc in list(self.sup.services.items()):
-            tty = name.partition("@")[2]
             if not name.startswith("console@"):
                 continue
+            tty = name.partition("@")[2]
             svc.spec.stop_timeout = self.config["stop_timeout"]
             if tty in wanted or svc.state in (STOPPED, EXITED):
                 continue
@@ -276,11 +276,15 @@ class Init:
     def _tty_exists(self, tty, report=False):
         if os.path.exists(f"/sys/class/tty/{tty}"):
             return True
-        msg = f"aether.consoles names {tty}, but this machine has no /dev/{tty}; skipped"
-        if report and msg not in self.config_warnings:    # read twice at boot: said once
-            self.config_warnings.add(msg)
-            self.log.warning(msg)
+        if report:                                 # the settings are read twice at boot
+            self.warn_once(f"aether.consoles names {tty}, but this machine has no /dev/{tty}; skipped")
         return False
+
+    def warn_once(self, msg):
+        """A warning about the settings, logged the first time only."""
+        if msg not in self.warned:
+            self.warned.add(msg)
+            self.log.warning(msg)
 
     def capture(self, name, fd):
         lines = self.output.setdefault(name, deque(maxlen=OUTPUT_LINES))
