@@ -222,14 +222,28 @@ class Server:
     # -- listening ----------------------------------------------------------------
 
     def listen(self, path, mode=0o666):
+        """Listen on the Unix socket ``path``. The socket is bound under a temporary name,
+        given its mode and made to listen, then renamed onto ``path``: a client that sees
+        the path can connect (no ECONNREFUSED between bind and listen, no moment with the
+        umask's mode), and a stale socket left by a crash is replaced in one step."""
+        staging = os.path.join(os.path.dirname(path) or ".", f".s{os.getpid()}")
         try:
-            os.unlink(path)
+            os.unlink(staging)
         except FileNotFoundError:
             pass
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-        sock.bind(path)
-        os.chmod(path, mode)
-        sock.listen(128)
+        try:
+            sock.bind(staging)
+            os.chmod(staging, mode)
+            sock.listen(128)
+            os.rename(staging, path)
+        except BaseException:
+            sock.close()
+            try:
+                os.unlink(staging)
+            except FileNotFoundError:
+                pass
+            raise
         sock.setblocking(False)
         self.listeners.append(sock)
         if self.max_connections is None:

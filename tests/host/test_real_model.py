@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from aether import llm
-from aether.client import Client
+from aether.client import Client, ConnectionLost
 
 from .conftest import REPO, sleep_until
 
@@ -198,9 +198,13 @@ class HostAetherd:
                 [sys.executable, "-m", "aether.aetherd", "--host", "--run-dir", str(run),
                  "--data-dir", str(data)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                 env=dict(os.environ, PYTHONPATH=str(REPO)))
-        sleep_until((run / "abi.sock").exists, 30)
+        sleep_until(lambda: (run / "abi.sock").exists() or self.proc.poll() is not None, 30)
         self.sock = str(run / "abi.sock")
-        self.client = Client(self.sock, timeout=120)
+        try:
+            self.client = Client(self.sock, timeout=120)
+        except ConnectionLost as e:          # say why: aetherd's own words, not only "refused"
+            raise AssertionError(f"{e}; aetherd exit status {self.proc.poll()}; its log:\n"
+                                 + self.log_path.read_text()[-4000:]) from None
 
     def stop(self):
         self.client.close()

@@ -146,3 +146,33 @@ def test_fuzz_line_buffer_matches_a_plain_split(chunks, limit):
         else:
             assert line.endswith(CUT_MARK.format(limit))
             assert len(line.encode("utf-8")) <= limit * 3 + len(CUT_MARK) + 8
+
+
+
+def test_the_socket_path_appears_only_once_it_listens(tmp_path, monkeypatch):
+    """A client that waits for the path and connects at once is never refused: while the
+    socket is bound but not yet listening, the path still holds what was there before (here
+    a stale file a crash left), and the socket has its mode before anyone can reach it."""
+    import socket
+    import stat
+    path = tmp_path / "abi.sock"
+    path.write_text("stale")
+    at_chmod = []
+    real_chmod = os.chmod
+
+    def chmod_and_look(target, mode):         # the moment between bind and listen
+        real_chmod(target, mode)
+        at_chmod.append(path.read_bytes() if path.is_file() else "a socket already")
+
+    monkeypatch.setattr(abi_server.os, "chmod", chmod_and_look)
+    s = Server(RecordingLoop(), {}, Log(), None)
+    s.listen(str(path), mode=0o640)
+    monkeypatch.undo()
+    assert at_chmod == [b"stale"], "the path was the new socket before it listened"
+    info = os.stat(path)
+    assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["abi.sock"], "no staging name left behind"
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(path))                 # into the backlog at once, before any accept
+    client.close()
+    s.listeners[0].close()
