@@ -36,7 +36,7 @@ from .compaction import Compactor, ExtractiveSummariser
 from .errors import (ContextError, DiskReserved, InvalidArgument, PermissionDenied, QuotaExceeded,
                      StoreError, StoreFullError, StoreReadOnlyError)
 from .goals import Goals
-from .memories import Memories, check_digests
+from .memories import Memories, check_digests_steps
 from .quota import Pressure, Quotas
 from .sharing import Sharing
 from .migrations import ROW_BYTES
@@ -224,8 +224,12 @@ class ContextStore(Upkeep, Sharing):
 
     def check_digests(self, caller):
         """Every stored memory text against its sha256 digest, in the scopes the caller may read."""
+        return jr.finish(self.check_digests_steps(caller))
+
+    def check_digests_steps(self, caller):
+        """check_digests() a batch at a time (a generator: memories.check_digests_steps)."""
         ids = self._readable_ids(check.principal(caller), None)
-        return check_digests(self.db, ids, self.access.name_of)
+        return check_digests_steps(self.db, ids, self.access.name_of)
 
     # ----------------------------------------------------------------- disk
 

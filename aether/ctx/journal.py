@@ -119,29 +119,65 @@ def verify(db, expected_head=None, batch=4096):
     expected_head ({'seq', 'hash'}, e.g. a head printed on the console earlier)
     must still be in the chain: that also catches a cut-off tail.
     """
-    anchor = _anchor(expected_head)
+    anchor_ = anchor(expected_head)
+    return check_anchor(db, finish(verify_steps(db, batch)), anchor_)
+
+
+def verify_steps(db, batch=4096):
+    """verify() a batch at a time: a generator that yields after each batch (the entries
+    checked so far) and returns verify()'s answer without the anchor (``check_anchor``).
+
+    It checks the entries up to the last one there when it starts, each batch a query of
+    its own (``seq > last``), so a caller may run other work between batches, writes to
+    the journal included: the journal is append-only, so what a batch read stays read."""
+    through = db.one("SELECT max(seq) FROM journal")[0] or 0
     prev, expected_seq, last = GENESIS, 1, None
-    cursor = db.execute(f"SELECT {COLUMNS} FROM journal ORDER BY seq")
-    while True:
-        rows = cursor.fetchmany(batch)
+    while expected_seq <= through:
+        rows = db.all(f"SELECT {COLUMNS} FROM journal WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+                      (expected_seq, through, batch))
         if not rows:
             break
         for row in rows:
             problem = _check(row, prev, expected_seq)
-            if problem is None and anchor and row[0] == anchor[0] and row[9] != anchor[1]:
-                problem = f"entry {row[0]} differs from the head recorded earlier"
             if problem:
                 return {"ok": False, "seq": row[0], "reason": problem}
             prev, expected_seq, last = row[9], row[0] + 1, row
-    if anchor and anchor[0] >= expected_seq:
+        yield expected_seq - 1
+    if expected_seq <= through:
         return {"ok": False, "seq": expected_seq,
-                "reason": f"the journal ends at entry {expected_seq - 1} but entry {anchor[0]} was "
-                          "recorded earlier: the tail was cut off"}
+                "reason": f"the journal ends at entry {expected_seq - 1} but held entry {through} when the "
+                          "check began: the tail was cut off"}
     return {"ok": True, "entries": expected_seq - 1,
             "head": {"seq": last[0], "hash": last[9]} if last else {"seq": 0, "hash": GENESIS}}
 
 
-def _anchor(expected_head):
+def check_anchor(db, result, anchor):
+    """verify_steps' answer, checked against an anchor (seq, hash) from ``anchor``: the entry
+    must still be there with that hash."""
+    if anchor is None or not result.get("ok"):
+        return result
+    seq, digest = anchor
+    row = db.one("SELECT hash FROM journal WHERE seq = ?", (seq,))
+    if row is None:
+        return {"ok": False, "seq": result["head"]["seq"] + 1,
+                "reason": f"the journal ends at entry {result['head']['seq']} but entry {seq} was "
+                          "recorded earlier: the tail was cut off"}
+    if row[0] != digest:
+        return {"ok": False, "seq": seq, "reason": f"entry {seq} differs from the head recorded earlier"}
+    return result
+
+
+def finish(steps):
+    """Run a generator of steps (``verify_steps`` and its kin) to its end; its answer."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def anchor(expected_head):
+    """(seq, hash) from an expected_head as verify returns it; None for none (or seq 0)."""
     if expected_head is None:
         return None
     seq = expected_head.get("seq") if isinstance(expected_head, dict) else None

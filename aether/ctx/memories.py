@@ -21,6 +21,7 @@ import hashlib
 
 from . import terms as fts
 from .errors import Conflict, NotFound
+from .journal import finish
 
 COLUMNS = ("id, scope_id, kind, text, tags, importance, pinned, tokens, author, created_at, "
            "last_used, state, state_at, compaction_id, digest")
@@ -43,25 +44,35 @@ def check_digests(db, scope_ids, name_of):
     {"ok", "checked", "mismatched": count, "rows": [{"memory_id", "scope", "stored", "computed"}]}:
     a row whose text was changed behind the store's back (by editing the database file) no
     longer matches the digest written with it."""
-    where, params = "text IS NOT NULL", ()
+    return finish(check_digests_steps(db, scope_ids, name_of))
+
+
+def check_digests_steps(db, scope_ids, name_of, batch=1000):
+    """check_digests() a batch at a time (a generator; see journal.verify_steps): each batch
+    is a query of its own (``id > last``), so writes may run between batches."""
+    where, params = "text IS NOT NULL AND id > ?", ()
     if scope_ids is not None:
         if not scope_ids:
             return {"ok": True, "checked": 0, "mismatched": 0, "rows": []}
         where += f" AND scope_id IN ({','.join('?' * len(scope_ids))})"
         params = tuple(scope_ids)
-    checked, bad = 0, []
-    cursor = db.execute(f"SELECT id, scope_id, text, digest FROM memories WHERE {where} ORDER BY id", params)
+    checked, mismatched, bad, last = 0, 0, [], 0
     while True:
-        rows = cursor.fetchmany(1000)
-        if not rows:
-            break
+        rows = db.all(f"SELECT id, scope_id, text, digest FROM memories WHERE {where} ORDER BY id LIMIT ?",
+                      (last, *params, batch))
         for mid, scope_id, text, stored in rows:
             checked += 1
             computed = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
             if computed != stored:
-                bad.append({"memory_id": mid, "scope": name_of(scope_id), "stored": stored,
-                            "computed": computed})
-    return {"ok": not bad, "checked": checked, "mismatched": len(bad), "rows": bad[:MAX_MISMATCHES]}
+                mismatched += 1
+                if len(bad) < MAX_MISMATCHES:
+                    bad.append({"memory_id": mid, "scope": name_of(scope_id), "stored": stored,
+                                "computed": computed})
+            last = mid
+        if len(rows) < batch:
+            break
+        yield checked
+    return {"ok": not mismatched, "checked": checked, "mismatched": mismatched, "rows": bad}
 
 
 def as_dict(row, scope_name):

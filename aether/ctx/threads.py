@@ -32,7 +32,7 @@ import json
 
 from . import access as acl
 from .errors import InvalidArgument, NotFound, PermissionDenied, QuotaExceeded
-from .journal import canonical
+from .journal import canonical, finish
 from .migrations import GENESIS, ROW_BYTES
 
 MAX_TEXT = 32_000            # characters of an input's text
@@ -182,11 +182,19 @@ class Threads:
 
     def verify(self, thread_id, batch=2048):
         """Recompute the thread's chain: {'ok', 'turns', 'head'} or the first break {'ok': False, 'n', 'reason'}."""
+        return finish(self.verify_steps(thread_id, batch))
+
+    def verify_steps(self, thread_id, batch=2048):
+        """verify() a batch at a time (a generator; see journal.verify_steps): the turns up to
+        the thread's head when it starts, each batch a query of its own (``n > last``), so
+        turns may be added between batches (turns are append-only)."""
+        head = self.db.one("SELECT head_hash, turns FROM threads WHERE id = ?", (thread_id,))
+        through = head[1] if head else self.db.one(
+            "SELECT coalesce(max(n), 0) FROM thread_turns WHERE thread_id = ?", (thread_id,))[0]
         prev, expected = GENESIS, 1
-        cursor = self.db.execute(f"SELECT {TURN_COLUMNS} FROM thread_turns WHERE thread_id = ? ORDER BY n",
-                                 (thread_id,))
-        while True:
-            rows = cursor.fetchmany(batch)
+        while expected <= through:
+            rows = self.db.all(f"SELECT {TURN_COLUMNS} FROM thread_turns WHERE thread_id = ? AND n >= ? "
+                               "AND n <= ? ORDER BY n LIMIT ?", (thread_id, expected, through, batch))
             if not rows:
                 break
             for _id, tid, n, ts, role, body, _text, _tokens, prev_hash, digest in rows:
@@ -197,10 +205,15 @@ class Threads:
                 if turn_hash(prev_hash, tid, n, ts, role, body) != digest:
                     return {"ok": False, "n": n, "reason": f"turn {n}'s content does not match its hash"}
                 prev, expected = digest, n + 1
-        head = self.db.one("SELECT head_hash, turns FROM threads WHERE id = ?", (thread_id,))
+            yield expected - 1
         if head and (head[0] != prev or head[1] != expected - 1):
             return {"ok": False, "n": expected, "reason": "the thread's head does not match its last turn "
                                                           "(turns were cut off)"}
+        now = self.db.one("SELECT turns FROM threads WHERE id = ?", (thread_id,))
+        past = now[0] if now else through          # the head now (turns added during the check are fine)
+        if self.db.one("SELECT 1 FROM thread_turns WHERE thread_id = ? AND n > ? LIMIT 1", (thread_id, past)):
+            return {"ok": False, "n": past + 1, "reason": f"turn {past + 1} is past the thread's head "
+                                                          f"(turn {past}): turns were added behind the store's back"}
         return {"ok": True, "turns": expected - 1, "head": prev}
 
     # ------------------------------------------------------------ summaries

@@ -206,3 +206,54 @@ def test_a_user_sending_blank_lines_flat_out_does_not_starve_the_console(daemon)
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
+
+
+def test_a_user_asking_for_verify_in_a_loop_does_not_stall_the_console(tmp_path):
+    """ctx.verify recomputes the whole journal's chain; it ran in one piece on aetherd's loop,
+    so any local user (the call is PUBLIC) could freeze every agent and the console for as
+    long as the journal takes to hash, again and again. It now runs a slice per loop turn,
+    one run shared by every caller."""
+    from aether.ctx import ContextStore
+    base = Path(tempfile.mkdtemp(prefix="aether-verify-"))
+    os.chmod(base, 0o755)
+    (base / "data").mkdir()
+    store = ContextStore(str(base / "data" / "context.db"))
+    ops = [("append", {"caller": "system", "kind": "note", "body": {"i": i, "pad": "x" * 64}})
+           for i in range(150_000)]
+    for k in range(0, len(ops), 10_000):
+        store.run_batch(ops[k:k + 10_000])
+    store.close()
+    d = Daemon(base)
+    try:
+        console = d.client(timeout=120)
+        started = time.monotonic()
+        alone = console.call("ctx.verify")
+        took = time.monotonic() - started           # one whole check, nobody else asking
+        assert alone["ok"] and alone["entries"] >= 150_000
+        users = [as_uid(d, 5201 + i) for i in range(3)]
+        for s in users:                              # three users, four verifies pipelined each
+            s.sendall(b"".join(frame(i, "ctx.verify") for i in range(4)))
+        waits, deadline = [], time.monotonic() + took * 3
+        while time.monotonic() < deadline:
+            t0 = time.monotonic()
+            console.call("sys.info")
+            waits.append(time.monotonic() - t0)
+        waits.sort()
+        worst = waits[-1]
+        print(f"verify alone {took:.2f} s; console sys.info while 3 users verified: median "
+              f"{waits[len(waits) // 2] * 1000:.1f} ms, worst {worst * 1000:.1f} ms, {len(waits)} calls")
+        assert len(waits) >= 20 and worst < took / 3, (
+            f"the console waited up to {worst:.2f} s for sys.info while users verified "
+            f"(one verify takes {took:.2f} s alone; {len(waits)} calls answered)")
+        for s in users:                              # and the users got their answers
+            s.settimeout(took * 20 + 30)
+            data = b""
+            while data.count(b"\n") < 4:
+                chunk = s.recv(65536)
+                assert chunk, "aetherd closed a verifying user's connection"
+                data += chunk
+            answers = [json.loads(line) for line in data.split(b"\n")[:4]]
+            assert all(a.get("result", {}).get("entries", 0) >= 150_000 for a in answers), answers[0]
+    finally:
+        d.stop()
+        shutil.rmtree(base, ignore_errors=True)

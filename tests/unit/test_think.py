@@ -9,6 +9,7 @@ from aether.abi.protocol import InvalidParams, PermissionDenied, Unavailable
 from aether.broker.spend import Ledger
 from aether.ctx import ContextStore, StoreError
 from aether.ctx import assembly, threads as th
+from aether.loop import Loop
 
 ME = "agent:a"
 
@@ -20,6 +21,20 @@ class D:
         self.supervisor = type("S", (), {"agents": {}})()
         self.events = type("E", (), {"publish": lambda self, e: None})()
         self.log = type("L", (), {"error": print, "info": print})()
+        self.loop = Loop(on_error=print)
+
+
+def answered(d, result, timeout=10):
+    """A handler's answer: at once, or what its Deferred gives once aetherd's loop has run it."""
+    if not hasattr(result, "bind"):
+        return result
+    got = []
+    result.bind(lambda value, error: got.append((value, error)))
+    assert d.loop.run_until(lambda: got, timeout), "the deferred never answered"
+    value, error = got[0]
+    if error is not None:
+        raise error
+    return value
 
 
 @pytest.fixture
@@ -111,7 +126,7 @@ def test_with_no_model_the_think_says_so_and_the_input_is_recorded(store):
     with pytest.raises(Unavailable, match="no model endpoint is configured.*recorded as turn 1") as e:
         think.think(d, caller, {"input": "remember: the fern needs water on Tuesdays"}, None)
     assert e.value.data["input_turn"] == 1
-    page = think.thread(d, caller, {"thread": "main", "verify": True}, None)
+    page = answered(d, think.thread(d, caller, {"thread": "main", "verify": True}, None))
     assert page["turns"][0]["body"]["text"].startswith("remember: the fern") and page["chain"]["ok"]
     explained = think.thread(d, caller, {"thread": "main", "turn": 1}, None)
     assert explained["window"]["budget_tokens"] > 0 and explained["window"]["turns"] == []
@@ -193,3 +208,16 @@ def test_context_accounting_is_rebuilt_from_the_threads_after_a_restart(store):
     after = think.meter(fresh).view(ME)
     assert after["thinks"] == before["thinks"] == 3
     assert after["resident_tokens"] == before["resident_tokens"] and after["pressure"] == before["pressure"]
+
+
+def test_a_turn_slipped_in_past_the_head_is_found(store):
+    """verify checks the turns up to the head it read when it began (turns added during the
+    check are fine); a row past the head that the head never counted is not."""
+    t = fill(store, ME, 5)
+    threads = th.of(store)
+    store.db.execute("DROP TRIGGER turn_insert")             # an attacker with the file: the head stays
+    store.db.execute("INSERT INTO thread_turns(thread_id, n, ts, role, body, text, tokens, prev_hash, hash) "
+                     "SELECT thread_id, 6, ts, role, body, text, tokens, hash, hash FROM thread_turns "
+                     "WHERE thread_id = ? AND n = 5", (t.id,))
+    bad = threads.verify(t.id)
+    assert not bad["ok"] and bad["n"] == 6 and "past the thread's head" in bad["reason"], bad

@@ -19,10 +19,12 @@ DEFAULT_DISK_QUOTA for their rows; the system, the shell and the host have none.
 import os
 
 from ..methods import ANY, PRIVILEGED, PUBLIC, Method, obj
-from ..protocol import Internal, InvalidParams, NotFound, PermissionDenied, Unavailable, from_error
+from .. import checks
+from ..protocol import AbiError, Internal, InvalidParams, NotFound, PermissionDenied, Unavailable, from_error
 from ..deferred import Deferred
 from ... import diskspace, safepath
-from ...ctx import validate as limits
+from ...ctx import journal as jr, validate as limits
+from ...ctx.errors import ContextError
 
 DEFAULT_DISK_QUOTA = 64 << 20      # bytes, for principals without a manifest (the manifest's default too)
 
@@ -217,11 +219,55 @@ def info(d, caller, params, conn):
     return {**_store(d).info(), "model_compaction": d.resummariser.report()}
 
 
-def check(d, caller, params, conn):
-    """SQLite's integrity check, the journal's hash chain and the stored digests, in one answer."""
+def _mapped(e):
+    """What a check's step raised, as the ABI error its callers get."""
+    if isinstance(e, AbiError):
+        return e
+    if hasattr(e, "code") and type(e).__module__.startswith("aether.ctx"):
+        return as_abi_error(e)
+    return Internal(f"the check failed ({type(e).__name__}: {e})")
+
+
+def chain_and_digests(d, caller, expected_head=None):
+    """A Deferred answering ctx.verify's result: the journal's chain (one run for every caller,
+    aether/abi/checks.py) checked against the caller's ``expected_head``, and the digests of the
+    memories the caller may read (one run per principal), a slice per loop turn."""
     store = _store(d)
-    return {"integrity": store.db.integrity_check(), "chain": store.verify(caller.principal),
-            "digests": store.check_digests(caller.principal)}
+    try:
+        anchor = jr.anchor(expected_head)
+    except ContextError as e:
+        raise as_abi_error(e) from None
+    running, who = checks.of(d, _mapped), caller.principal
+    running.admit([("journal",), ("digests", who)], who, "journal's hash chain and memory digests")
+    chain = running.join(("journal",), lambda: jr.verify_steps(store.db), who, "journal's hash chain")
+    digests = running.join(("digests", who), lambda: store.check_digests_steps(who), who,
+                           "check of memory digests")
+
+    def combine(found):
+        chain_result, digest_result = found
+        try:
+            result = dict(jr.check_anchor(store.db, chain_result, anchor))
+        except Exception as e:
+            raise _mapped(e) from None
+        result["digests"] = digest_result
+        result["ok"] = bool(result.get("ok")) and digest_result["ok"]
+        return result
+    return checks.then(checks.both(chain, digests), combine)
+
+
+def verify(d, caller, params, conn):
+    return chain_and_digests(d, caller, params.get("expected_head"))
+
+
+def check(d, caller, params, conn):
+    """SQLite's integrity check, the journal's hash chain and the stored digests, in one answer.
+    The integrity check is one SQLite call (it holds the loop: privileged callers only); the
+    chain and the digests run a slice at a time."""
+    store = _store(d)
+    integrity = store.db.integrity_check()
+
+    return checks.then(chain_and_digests(d, caller),
+                       lambda chain: {"integrity": integrity, "chain": chain, "digests": chain["digests"]})
 
 
 # Built from the store's own limits (aether/ctx/validate.py; tests/unit/test_ctx_limits.py checks
@@ -303,7 +349,8 @@ CALLS = {
 # Calls that change nothing: a plain local uid may make them (the store shows it what it was granted).
 READS = frozenset({"journal", "verify", "recall", "search", "window", "goal", "goals", "usage", "pressure",
                    "compacted", "scopes", "grants", "as_of"})
-HANDLERS = {"export": export, "import": import_}     # calls that open a path the caller named
+HANDLERS = {"export": export, "import": import_,     # calls that open a path the caller named
+            "verify": verify}                         # ... and the long check (a slice per loop turn)
 METHODS = [Method(f"ctx.{name}", HANDLERS.get(name) or call(name, write), schema,
                   PUBLIC if name in READS else ANY, doc)
            for name, (schema, write, _paths, doc) in CALLS.items()]

@@ -43,12 +43,12 @@ from ... import llm
 from ...broker import queue as q
 from ...ctx import assembly, threads as th
 from ...ctx.errors import ContextError, InvalidArgument
-from .. import resummarise
+from .. import checks, resummarise
 from ..methods import ANY, PUBLIC, Method, obj
 from ..protocol import BudgetExhausted, InvalidParams, Unavailable
 from ..deferred import Deferred
 from . import llm as glue
-from .ctx import _store, as_abi_error
+from .ctx import _mapped, _store, as_abi_error
 
 DEFAULT_WINDOW = 4096          # tokens, when neither the agent's window nor the endpoint's is known
 ANSWER_SHARE = 4               # the default answer room: at most a quarter of the window
@@ -422,11 +422,13 @@ def thread(d, caller, params, conn):
             return explain(store, caller, t, params["turn"])
         page = threads.page(t.id, params.get("after_n", 0), params.get("limit", 100))
         result = {"thread": t.view(), **page, "summaries": threads.summaries(t.id)}
-        if params.get("verify"):
-            result["chain"] = threads.verify(t.id)
-        return result
     except ContextError as e:
         raise as_abi_error(e) from None
+    if not params.get("verify"):
+        return result
+    chain = checks.of(d, _mapped).join(("thread", t.id), lambda: threads.verify_steps(t.id),
+                                       caller.principal, f"check of thread {t.id}'s chain")
+    return checks.then(chain, lambda found: {**result, "chain": found})
 
 
 def explain(store, caller, t, n):
