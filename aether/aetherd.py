@@ -122,6 +122,8 @@ class Daemon:
         self.loop.on_signal(_signal.SIGCHLD, self.reaper.reap)
         self.loop.on_signal(_signal.SIGTERM, lambda _s: self.shutdown())
         self.loop.on_signal(_signal.SIGINT, lambda _s: self.shutdown())
+        from .abi import checks
+        checks.walk_homes(self)                  # big homes measured a slice per loop turn (disk quotas)
         self.server.listen(self.socket_path)
         if self.host_port:
             self.server.serve_port(self.host_port)

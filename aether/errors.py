@@ -55,10 +55,12 @@ WIRE_CODES = {
     # the context store (aether/ctx/errors.py)
     "invalid_argument": "invalid_params", "bad_export": "invalid_params", "ctx_error": "invalid_params",
     "store_full": "unavailable", "store_read_only": "unavailable", "store_busy": "unavailable",
-    "store_error": "unavailable", "disk_reserve": "unavailable",
+    "store_error": "unavailable", "disk_reserve": "unavailable", "quota_pending": "busy",
     "store_corrupt": "internal", "schema_error": "internal",
     # the tools (aether/tools/core.py)
     "unknown_tool": "method_not_found", "invalid_arguments": "invalid_params", "wrong_type": "invalid_params",
     "already_exists": "conflict", "too_large": "too_large", "unavailable": "unavailable",
     "fetch_failed": "unavailable",
+    # a home's size being measured a slice at a time (aether/diskspace.py)
+    "disk_measuring": "busy",
 }

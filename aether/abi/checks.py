@@ -13,8 +13,12 @@ steps (``journal.verify_steps``, ``Threads.verify_steps``,
   chain: one per thread; digests: one per principal): a caller who asks while it
   runs waits for that run's answer instead of starting another, so a caller that
   asks in a loop costs one run, not one per call;
-* bounded: MAX_RUNS runs at once, MAX_WAITERS callers on one run and
-  MAX_WAITERS_EACH of them one principal's, past which the call answers ``busy``.
+* bounded: MAX_RUNS runs at once and MAX_RUNS_EACH started by one principal,
+  MAX_WAITERS callers on one run and MAX_WAITERS_EACH of them one principal's, past
+  which the call answers ``busy``; the privileged pass the caps (nobody can deny the
+  console a check);
+* a step is a batch of rows kept near a few milliseconds whatever the rows hold
+  (``journal.Pace``).
 """
 
 import time
@@ -26,13 +30,14 @@ SLICE_SECONDS = 0.01       # the longest a check holds the loop at a time
 MAX_RUNS = 16              # checks running at once, machine-wide
 MAX_WAITERS = 64           # callers waiting on one run
 MAX_WAITERS_EACH = 4       # ... of them one principal's (so one caller cannot fill a run for the rest)
+MAX_RUNS_EACH = 2          # runs one principal has started and that still run
 
 
 class Run:
-    __slots__ = ("steps", "waiters", "started")
+    __slots__ = ("steps", "waiters", "started", "owner")
 
-    def __init__(self, steps, started):
-        self.steps, self.started = steps, started
+    def __init__(self, steps, started, owner):
+        self.steps, self.started, self.owner = steps, started, owner
         self.waiters = []                   # (principal, Deferred)
 
 
@@ -41,18 +46,27 @@ class Checks:
 
     ``on_error(exception)`` turns what a step raised into the ABI error the callers get."""
 
-    def __init__(self, loop, on_error, clock=time.monotonic):
+    def __init__(self, loop, on_error, clock=time.monotonic, max_runs=None):
         self.loop, self.on_error, self.clock = loop, on_error, clock
+        self.max_runs = max_runs                # None: MAX_RUNS
         self.runs = {}
         self.slices = 0                     # slices run, for tests and sys.info-style reports
 
-    def admit(self, keys, who, what="check"):
+    def admit(self, keys, who, what="check", privileged=False):
         """Refuse (Busy) unless ``who`` may join a run for each of ``keys`` now: call it before
-        joining several, so a refusal leaves no waiter behind."""
+        joining several, so a refusal leaves no waiter behind.  The privileged (the console,
+        the host) pass every cap, so no flood by others can deny them a check."""
+        if privileged:
+            return
         new = [k for k in keys if k not in self.runs]
-        if new and len(self.runs) + len(new) > MAX_RUNS:
+        most = MAX_RUNS if self.max_runs is None else self.max_runs
+        if new and len(self.runs) + len(new) > most:
             raise Busy(f"{len(self.runs)} long checks are running, the most aetherd runs at once "
-                       f"({MAX_RUNS}); ask for the {what} again in a few seconds")
+                       f"({most}); ask for the {what} again in a few seconds")
+        started = sum(1 for r in self.runs.values() if r.owner == who)
+        if new and started + len(new) > MAX_RUNS_EACH:
+            raise Busy(f"{who} has started {started} long checks that still run, the most one caller may "
+                       f"({MAX_RUNS_EACH}); wait for their answers")
         for key in keys:
             run = self.runs.get(key)
             if run is None:
@@ -65,13 +79,13 @@ class Checks:
                 raise Busy(f"{who} already waits {mine} times for this {what}, the most one caller may "
                            f"({MAX_WAITERS_EACH}); wait for those answers")
 
-    def join(self, key, start, who, what="check"):
+    def join(self, key, start, who, what="check", privileged=False):
         """A Deferred answering the result of the run for ``key`` (``start()`` makes its steps
         when none runs); ``who`` is the caller's principal."""
-        self.admit([key], who, what)
+        self.admit([key], who, what, privileged)
         run = self.runs.get(key)
         if run is None:
-            run = self.runs[key] = Run(start(), self.clock())
+            run = self.runs[key] = Run(start(), self.clock(), who)
             self.loop.call_soon(lambda: self._slice(key, run))
         waiting = Deferred()
         run.waiters.append((who, waiting))
@@ -134,6 +148,25 @@ def both(first, second):
     first.bind(settle(0))
     second.bind(settle(1))
     return out
+
+
+MAX_WALKS = 64             # homes walked at once (their own Checks: a flood of verifies cannot hold them up)
+
+
+def walk_homes(d):
+    """Have diskspace walk big homes a slice per loop turn (diskspace.use_walker)."""
+    from .. import diskspace
+    walks = d.home_walks = Checks(d.loop, lambda e: e, max_runs=MAX_WALKS)
+
+    def walker(root, steps):
+        if ("home", root) in walks.runs:
+            return                               # already walking it
+        try:
+            walking = walks.join(("home", root), lambda: steps, "system", "measure of a home")
+        except Busy:
+            return                               # too many at once: the next call starts it
+        walking.bind(lambda total, error: error is None and diskspace.measured(root, total))
+    diskspace.use_walker(walker)
 
 
 def of(d, on_error):

@@ -226,7 +226,9 @@ class Server:
         given its mode and made to listen, then renamed onto ``path``: a client that sees
         the path can connect (no ECONNREFUSED between bind and listen, no moment with the
         umask's mode), and a stale socket left by a crash is replaced in one step."""
-        staging = os.path.join(os.path.dirname(path) or ".", f".s{os.getpid()}")
+        base = os.path.basename(path)            # a staging name no longer than the final one
+        hidden = ("." if not base.startswith(".") else ",") + base[1:]   # (AF_UNIX: at most 107 bytes)
+        staging = os.path.join(os.path.dirname(path) or ".", hidden)
         try:
             os.unlink(staging)
         except FileNotFoundError:

@@ -44,6 +44,12 @@ class QuotaExceeded(ContextError):
     code = "quota_exceeded"
 
 
+class QuotaPending(ContextError):
+    """The caller's quota is not known yet (what its home holds is being measured); try again soon."""
+
+    code = "quota_pending"
+
+
 class DiskReserved(ContextError):
     """The write would eat into the data disk's reserve, which only the system may use."""
 

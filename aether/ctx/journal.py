@@ -23,6 +23,7 @@ and DELETE, so the store's own code cannot change history either.
 
 import hashlib
 import json
+import time
 
 from .errors import InvalidArgument
 from .migrations import GENESIS
@@ -123,18 +124,22 @@ def verify(db, expected_head=None, batch=4096):
     return check_anchor(db, finish(verify_steps(db, batch)), anchor_)
 
 
-def verify_steps(db, batch=4096):
+def verify_steps(db, batch=4096, until=None):
     """verify() a batch at a time: a generator that yields after each batch (the entries
     checked so far) and returns verify()'s answer without the anchor (``check_anchor``).
 
-    It checks the entries up to the last one there when it starts, each batch a query of
-    its own (``seq > last``), so a caller may run other work between batches, writes to
-    the journal included: the journal is append-only, so what a batch read stays read."""
-    through = db.one("SELECT max(seq) FROM journal")[0] or 0
+    It checks the entries up to the last one there when it starts (or up to ``until[0]``,
+    which its caller may raise while it runs), each batch a query of its own (``seq >
+    last``) of rows kept to a few milliseconds (``Pace``), so a caller may run other work
+    between batches, writes to the journal included: the journal is append-only, so what
+    a batch read stays read."""
+    if until is None:
+        until = [db.one("SELECT max(seq) FROM journal")[0] or 0]
     prev, expected_seq, last = GENESIS, 1, None
-    while expected_seq <= through:
+    pace = Pace(batch)
+    while expected_seq <= until[0]:
         rows = db.all(f"SELECT {COLUMNS} FROM journal WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
-                      (expected_seq, through, batch))
+                      (expected_seq, until[0], pace.start()))
         if not rows:
             break
         for row in rows:
@@ -142,13 +147,36 @@ def verify_steps(db, batch=4096):
             if problem:
                 return {"ok": False, "seq": row[0], "reason": problem}
             prev, expected_seq, last = row[9], row[0] + 1, row
+        pace.done()
         yield expected_seq - 1
-    if expected_seq <= through:
+    if expected_seq <= until[0]:
         return {"ok": False, "seq": expected_seq,
-                "reason": f"the journal ends at entry {expected_seq - 1} but held entry {through} when the "
+                "reason": f"the journal ends at entry {expected_seq - 1} but held entry {until[0]} when the "
                           "check began: the tail was cut off"}
     return {"ok": True, "entries": expected_seq - 1,
             "head": {"seq": last[0], "hash": last[9]} if last else {"seq": 0, "hash": GENESIS}}
+
+
+class Pace:
+    """Rows per batch, kept near TARGET seconds a batch whatever the rows hold: it starts at
+    FIRST rows, doubles (up to ``most``) after a quick batch and halves after a slow one."""
+
+    FIRST, TARGET = 16, 0.004
+
+    def __init__(self, most, clock=time.monotonic):
+        self.most, self.clock = most, clock
+        self.rows, self.began = min(most, self.FIRST), None
+
+    def start(self):
+        self.began = self.clock()
+        return self.rows
+
+    def done(self):
+        took = self.clock() - self.began
+        if took > 2 * self.TARGET:
+            self.rows = max(1, self.rows // 2)
+        elif took < self.TARGET / 2:
+            self.rows = min(self.most, self.rows * 2)
 
 
 def check_anchor(db, result, anchor):
@@ -158,6 +186,9 @@ def check_anchor(db, result, anchor):
         return result
     seq, digest = anchor
     row = db.one("SELECT hash FROM journal WHERE seq = ?", (seq,))
+    if row is not None and seq > result["head"]["seq"]:
+        return {"ok": False, "seq": seq, "reason": f"entry {seq} was written after the check began (it covered "
+                                                   f"entries 1-{result['head']['seq']}); verify again"}
     if row is None:
         return {"ok": False, "seq": result["head"]["seq"] + 1,
                 "reason": f"the journal ends at entry {result['head']['seq']} but entry {seq} was "

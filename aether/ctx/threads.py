@@ -32,7 +32,7 @@ import json
 
 from . import access as acl
 from .errors import InvalidArgument, NotFound, PermissionDenied, QuotaExceeded
-from .journal import canonical, finish
+from .journal import Pace, canonical, finish
 from .migrations import GENESIS, ROW_BYTES
 
 MAX_TEXT = 32_000            # characters of an input's text
@@ -191,10 +191,10 @@ class Threads:
         head = self.db.one("SELECT head_hash, turns FROM threads WHERE id = ?", (thread_id,))
         through = head[1] if head else self.db.one(
             "SELECT coalesce(max(n), 0) FROM thread_turns WHERE thread_id = ?", (thread_id,))[0]
-        prev, expected = GENESIS, 1
+        prev, expected, pace = GENESIS, 1, Pace(batch)
         while expected <= through:
             rows = self.db.all(f"SELECT {TURN_COLUMNS} FROM thread_turns WHERE thread_id = ? AND n >= ? "
-                               "AND n <= ? ORDER BY n LIMIT ?", (thread_id, expected, through, batch))
+                               "AND n <= ? ORDER BY n LIMIT ?", (thread_id, expected, through, pace.start()))
             if not rows:
                 break
             for _id, tid, n, ts, role, body, _text, _tokens, prev_hash, digest in rows:
@@ -205,6 +205,7 @@ class Threads:
                 if turn_hash(prev_hash, tid, n, ts, role, body) != digest:
                     return {"ok": False, "n": n, "reason": f"turn {n}'s content does not match its hash"}
                 prev, expected = digest, n + 1
+            pace.done()
             yield expected - 1
         if head and (head[0] != prev or head[1] != expected - 1):
             return {"ok": False, "n": expected, "reason": "the thread's head does not match its last turn "

@@ -34,7 +34,10 @@ def check(caller, root, adding, freeing=0):
     limit = caller.disk_quota
     if limit is None:
         return
-    used = diskspace.tree_bytes(root)
+    try:
+        used = diskspace.tree_bytes(root)
+    except diskspace.Measuring as e:
+        raise Unavailable(f"{caller.principal} may not write yet: {e}", rule="disk_quota") from None
     if used + adding - freeing > limit:
         raise QuotaExceeded(
             f"{caller.principal} may not write {adding} bytes: its data directory holds {used} "

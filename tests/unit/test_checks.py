@@ -79,17 +79,26 @@ def test_callers_during_a_run_share_it_and_each_gets_its_own_anchor_checked(big)
     assert e2 is None and v2["ok"] is False and v2["seq"] == 5 and "differs from the head" in v2["reason"]
 
 
-def test_entries_written_during_a_run_are_not_a_break(big):
-    deferred = ctx_calls.verify(big, AGENT, {}, None)
-    big.loop.run_once(0)                         # a slice or two
-    big.store.run_batch([("append", {"caller": "agent:a", "kind": "note", "body": {"late": i}})
-                         for i in range(100)])
-    newest = big.store.db.one("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1")
-    later = ctx_calls.verify(big, AGENT, {"expected_head": {"seq": newest[0], "hash": newest[1]}}, None)
-    value, error = wait(big, deferred)
-    assert error is None and value["ok"] and value["entries"] == 20000
-    value, error = wait(big, later)
-    assert error is None and value["ok"], value
+def test_entries_written_during_a_run_are_not_a_break_and_a_late_caller_is_covered(tmp_path):
+    """A caller who joins a running check gets a check that covers the journal as it was when
+    it joined: its expected_head is verified, entries to it included, not only looked up."""
+    path = tmp_path / "c.db"
+    s = filled(path, 20000)
+    d = D(s)
+    early = ctx_calls.verify(d, AGENT, {}, None)
+    d.loop.run_once(0)                           # a slice or two
+    s.run_batch([("append", {"caller": "agent:a", "kind": "note", "body": {"late": i}}) for i in range(100)])
+    newest = s.db.one("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1")
+    forged = sqlite3.connect(path)               # an entry the late caller's head covers, changed
+    forged.execute("DROP TRIGGER journal_no_update")
+    forged.execute("UPDATE journal SET body = ? WHERE seq = 20050", ('{"late":"forged"}',))
+    forged.commit()
+    forged.close()
+    late = ctx_calls.verify(d, SHELL, {"expected_head": {"seq": newest[0], "hash": newest[1]}}, None)
+    for deferred in (early, late):
+        value, error = wait(d, deferred)
+        assert error is None and value["ok"] is False and value["seq"] == 20050, value
+    s.close()
 
 
 def test_a_tampered_entry_is_found_by_the_sliced_check(tmp_path):
@@ -146,3 +155,22 @@ def test_a_step_that_fails_answers_its_callers_and_the_loop_goes_on():
     assert not running.runs
     value, error = wait(d, running.join(("x",), lambda: iter(()), "agent:a"))     # a new run for the same key
     assert error is None and value is None
+
+
+def test_one_caller_cannot_take_every_run_and_the_console_always_gets_one():
+    loop = Loop(on_error=print)
+    running = checks.Checks(loop, lambda e: e)
+
+    def endless():
+        while True:
+            yield 1
+    for i in range(checks.MAX_RUNS_EACH):
+        running.join(("thread", i), endless, "agent:a")
+    with pytest.raises(Busy, match="agent:a has started 2 long checks"):
+        running.join(("thread", 99), endless, "agent:a")
+    for i in range(checks.MAX_RUNS - checks.MAX_RUNS_EACH):         # others fill the rest
+        running.join(("thread", 100 + i), endless, f"agent:x{i}")
+    with pytest.raises(Busy, match="long checks are running"):
+        running.join(("thread", 999), endless, "agent:b")
+    running.join(("journal",), endless, "shell", privileged=True)   # the console passes the caps
+    assert ("journal",) in running.runs

@@ -24,7 +24,7 @@ from ..protocol import AbiError, Internal, InvalidParams, NotFound, PermissionDe
 from ..deferred import Deferred
 from ... import diskspace, safepath
 from ...ctx import journal as jr, validate as limits
-from ...ctx.errors import ContextError
+from ...ctx.errors import ContextError, QuotaPending
 
 DEFAULT_DISK_QUOTA = 64 << 20      # bytes, for principals without a manifest (the manifest's default too)
 
@@ -191,7 +191,10 @@ def disk_quota(d):
         if principal.startswith("agent:"):
             name = principal[len("agent:"):]
             home = os.path.realpath(d.supervisor.home(name))
-            return agent_disk_limit(d, name) - diskspace.tree_bytes(home)
+            try:
+                return agent_disk_limit(d, name) - diskspace.tree_bytes(home)
+            except diskspace.Measuring as e:         # this write alone waits; the batch goes on
+                raise QuotaPending(f"{principal}'s disk quota is its home plus its rows here, and {e}") from None
         return DEFAULT_DISK_QUOTA
     return quota
 
@@ -237,11 +240,21 @@ def chain_and_digests(d, caller, expected_head=None):
         anchor = jr.anchor(expected_head)
     except ContextError as e:
         raise as_abi_error(e) from None
-    running, who = checks.of(d, _mapped), caller.principal
-    running.admit([("journal",), ("digests", who)], who, "journal's hash chain and memory digests")
-    chain = running.join(("journal",), lambda: jr.verify_steps(store.db), who, "journal's hash chain")
+    running, who, privileged = checks.of(d, _mapped), caller.principal, caller.privileged
+    running.admit([("journal",), ("digests", who)], who, "journal's hash chain and memory digests", privileged)
+    # The run covers the journal as it is when the last of its callers joined (``until``, raised
+    # here), so a caller's expected_head from a verify just before is always inside it.
+    head = store.db.one("SELECT max(seq) FROM journal")[0] or 0
+    until = d.__dict__.setdefault("journal_check_until", [0])
+    if ("journal",) in running.runs:
+        until[0] = max(until[0], head)
+
+    def chain_steps():
+        until[0] = head
+        return jr.verify_steps(store.db, until=until)
+    chain = running.join(("journal",), chain_steps, who, "journal's hash chain", privileged)
     digests = running.join(("digests", who), lambda: store.check_digests_steps(who), who,
-                           "check of memory digests")
+                           "check of memory digests", privileged)
 
     def combine(found):
         chain_result, digest_result = found

@@ -427,7 +427,8 @@ def thread(d, caller, params, conn):
     if not params.get("verify"):
         return result
     chain = checks.of(d, _mapped).join(("thread", t.id), lambda: threads.verify_steps(t.id),
-                                       caller.principal, f"check of thread {t.id}'s chain")
+                                       caller.principal, f"check of thread {t.id}'s chain",
+                                       caller.privileged)
     return checks.then(chain, lambda found: {**result, "chain": found})
 
 
