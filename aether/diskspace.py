@@ -37,6 +37,7 @@ SYNC_MAX = 2_000              # with a walker: entries walked at once; a bigger 
 
 _cache: dict[str, list] = {}  # real root -> [bytes, measured at (monotonic)]
 _walker = None                # use_walker
+_walking: dict[str, int] = {} # roots a walker is walking -> bytes moved meanwhile
 
 
 def reserve_bytes(st):
@@ -77,10 +78,12 @@ class Measuring(Exception):
 
 
 def use_walker(walker):
-    """Walk big trees through ``walker(root, steps)`` (aetherd's: ``steps`` run a slice per loop
-    turn, then ``measured(root, total)``) instead of in one piece; None: in one piece again."""
+    """Walk big trees through ``walker(root, steps, started)`` (aetherd's: ``steps`` run a slice
+    per loop turn, then ``measured(root, total, started)``; it answers False when it cannot take
+    the walk now) instead of in one piece; None: in one piece again."""
     global _walker
     _walker = walker
+    _walking.clear()
 
 
 def tree_bytes(root, now=time.monotonic):
@@ -89,26 +92,32 @@ def tree_bytes(root, now=time.monotonic):
     With a walker (``use_walker``), a tree of more than SYNC_MAX entries is measured by it:
     meanwhile the last measure answers, or ``Measuring`` when there is none yet."""
     hit = _cache.get(root)
-    if hit is not None and now() - hit[1] < CACHE_SECONDS:
+    if hit is not None and (now() - hit[1] < CACHE_SECONDS or root in _walking):
         return hit[0]
-    steps = measure_steps(root)
-    if _walker is None:
-        total = finish(steps)
-    else:
-        total = finish(steps, SYNC_MAX // STEP_ENTRIES)
-        if total is None:                        # a big tree: the rest of the walk, a slice at a time
-            _walker(root, steps)
-            if hit is not None:
-                return hit[0]
-            raise Measuring(f"aetherd is measuring what {root} holds (more than {SYNC_MAX} entries, "
-                            "walked a slice at a time so nobody waits); try again in a moment")
-    _cache[root] = [total, now()]
-    return total
+    if root not in _walking:
+        started = now()
+        steps = measure_steps(root)
+        total = finish(steps, None if _walker is None else SYNC_MAX // STEP_ENTRIES)
+        if total is not None:
+            _cache[root] = [total, started]
+            return total
+        _walking[root] = 0                       # a big tree: the rest of the walk, a slice at a time
+        if not _walker(root, steps, started):
+            del _walking[root]                   # the walker is full: the next call tries again
+            steps.close()                        # (and gives the directory it held back now)
+    if hit is not None:
+        return hit[0]
+    raise Measuring(f"aetherd is measuring what {root} holds (more than {SYNC_MAX} entries, walked a "
+                    "slice at a time so nobody waits); try again in a moment")
 
 
-def measured(root, total, now=time.monotonic):
-    """A walk of ``root`` finished: ``total`` bytes."""
-    _cache[root] = [total, now()]
+def measured(root, total, started):
+    """A walk of ``root`` that began at ``started`` (monotonic) ended with ``total`` bytes (None:
+    it failed). What ``moved`` reported while it ran is added: the walk may have passed a
+    directory before a write into it (counting a write twice errs on the safe side)."""
+    during = _walking.pop(root, 0)
+    if total is not None:
+        _cache[root] = [max(0, total + max(0, during)), started]
 
 
 def finish(steps, most=None):
@@ -128,6 +137,8 @@ def moved(root, delta):
     hit = _cache.get(root)
     if hit is not None:
         hit[0] = max(0, hit[0] + delta)
+    if root in _walking:
+        _walking[root] += delta
 
 
 def forget(root=None):

@@ -158,14 +158,13 @@ def walk_homes(d):
     from .. import diskspace
     walks = d.home_walks = Checks(d.loop, lambda e: e, max_runs=MAX_WALKS)
 
-    def walker(root, steps):
-        if ("home", root) in walks.runs:
-            return                               # already walking it
-        try:
-            walking = walks.join(("home", root), lambda: steps, "system", "measure of a home")
+    def walker(root, steps, started):
+        try:                                     # its own owner: the per-caller run cap is not for walks
+            walking = walks.join(("home", root), lambda: steps, root, "measure of a home")
         except Busy:
-            return                               # too many at once: the next call starts it
-        walking.bind(lambda total, error: error is None and diskspace.measured(root, total))
+            return False
+        walking.bind(lambda total, error: diskspace.measured(root, total if error is None else None, started))
+        return True
     diskspace.use_walker(walker)
 
 

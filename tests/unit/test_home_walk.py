@@ -62,7 +62,7 @@ def test_a_big_home_is_walked_in_slices_and_the_answer_waits_for_it(tmp_path, wa
 
 def test_a_stale_measure_answers_while_the_new_walk_runs(tmp_path, walking):
     root = tree(tmp_path / "big", 3000)
-    diskspace.measured(root, 12345, now=lambda: -1000.0)      # measured long ago
+    diskspace._cache[root] = [12345, -1000.0]                 # measured long ago
     assert diskspace.tree_bytes(root) == 12345
     assert ("home", root) in walking.home_walks.runs
 
@@ -79,3 +79,32 @@ def test_a_write_whose_quota_is_being_measured_fails_alone(tmp_path, walking):
     assert results[1][0] == "ok", results[1]
     assert ctx_calls.as_abi_error(results[0][1]).code == "busy"
     store.close()
+
+
+def test_asking_during_a_walk_costs_nothing_and_writes_meanwhile_are_kept(tmp_path, walking):
+    """Two faults a reviewer found: each call during a walk walked 2,000 entries again and threw
+    them away, and a write reported while the walk ran was lost when it landed."""
+    import time
+    root = tree(tmp_path / "big", 6000)
+    diskspace._cache[root] = [1000, -1000.0]                 # stale: a walk starts
+    assert diskspace.tree_bytes(root) == 1000 and root in diskspace._walking
+    started = time.monotonic()
+    for _ in range(50):
+        assert diskspace.tree_bytes(root) == 1000             # the stale figure, no new walk
+    assert time.monotonic() - started < 0.05, "calls during a walk walked again"
+    diskspace.moved(root, 8 << 20)                           # a write reported mid-walk
+    assert walking.loop.run_until(lambda: not walking.home_walks.runs, 30)
+    walked = diskspace.tree_bytes(root)
+    diskspace.use_walker(None)
+    diskspace.forget()
+    assert walked == diskspace.tree_bytes(root) + (8 << 20), "the write reported meanwhile was lost"
+
+
+def test_more_big_homes_than_one_caller_may_start_are_all_walked(tmp_path, walking):
+    roots = [tree(tmp_path / f"big{i}", 2600) for i in range(checks.MAX_RUNS_EACH + 2)]
+    for root in roots:
+        with pytest.raises(diskspace.Measuring):
+            diskspace.tree_bytes(root)
+    assert len(walking.home_walks.runs) == len(roots)
+    assert walking.loop.run_until(lambda: not walking.home_walks.runs, 60)
+    assert all(diskspace.tree_bytes(root) > 0 for root in roots)

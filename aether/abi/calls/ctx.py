@@ -120,7 +120,10 @@ def export(d, caller, params, conn):
             if not caller.privileged:
                 if caller.uid is not None and os.geteuid() == 0:
                     owner = (caller.uid, caller.gid if caller.gid is not None else -1)
-                limit = _room(d, caller, tree.top)
+                try:
+                    limit = _room(d, caller, tree.top)
+                except ContextError as e:        # the quota is being measured: busy, say why
+                    raise as_abi_error(e) from None
             return _run(store.export, caller.principal, shown, target=(dir_fd, name), owner=owner,
                         max_bytes=limit, **params)
         finally:
