@@ -25,6 +25,7 @@ Leaf module (os, stat, time).
 
 import os
 import stat
+import typing
 import time
 
 RESERVE_SHARE = 0.05
@@ -36,7 +37,7 @@ STEP_ENTRIES = 500            # entries a step of the walk visits (about 2 ms)
 SYNC_MAX = 2_000              # with a walker: entries walked at once; a bigger tree is walked in slices
 
 _cache: dict[str, list] = {}  # real root -> [bytes, measured at (monotonic)]
-_walker = None                # use_walker
+_walker: typing.Callable | None = None   # use_walker
 _walking: dict[str, int] = {} # roots a walker is walking -> bytes moved meanwhile
 
 
@@ -102,7 +103,7 @@ def tree_bytes(root, now=time.monotonic):
             _cache[root] = [total, started]
             return total
         _walking[root] = 0                       # a big tree: the rest of the walk, a slice at a time
-        if not _walker(root, steps, started):
+        if _walker is None or not _walker(root, steps, started):
             del _walking[root]                   # the walker is full: the next call tries again
             steps.close()                        # (and gives the directory it held back now)
     if hit is not None:
