@@ -20,12 +20,14 @@ In aetherd a walk of more than SYNC_MAX entries runs a slice per loop turn
 (``use_walker``): a home of 200,000 empty files took 0.9 s to walk, which an agent
 could have made aetherd spend in one piece every CACHE_SECONDS.
 
-Leaf module (os, stat, time).
+Leaf module (os, stat, time, aether.steps).
 """
 
 import os
 import stat
 import typing
+
+from .steps import finish
 import time
 
 RESERVE_SHARE = 0.05
@@ -119,18 +121,6 @@ def measured(root, total, started):
     during = _walking.pop(root, 0)
     if total is not None:
         _cache[root] = [max(0, total + max(0, during)), started]
-
-
-def finish(steps, most=None):
-    """Run a generator of steps to its end (its answer), or None after ``most`` steps."""
-    taken = 0
-    while most is None or taken < most:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-        taken += 1
-    return None
 
 
 def moved(root, delta):

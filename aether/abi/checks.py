@@ -18,11 +18,12 @@ steps (``journal.verify_steps``, ``Threads.verify_steps``,
   which the call answers ``busy``; the privileged pass the caps (nobody can deny the
   console a check);
 * a step is a batch of rows kept near a few milliseconds whatever the rows hold
-  (``journal.Pace``).
+  (``aether.steps.Pace``).
 """
 
 import time
 
+from .. import diskspace
 from .deferred import Deferred
 from .protocol import Busy
 
@@ -34,10 +35,10 @@ MAX_RUNS_EACH = 2          # runs one principal has started and that still run
 
 
 class Run:
-    __slots__ = ("steps", "waiters", "started", "owner")
+    __slots__ = ("steps", "waiters", "owner")
 
-    def __init__(self, steps, started, owner):
-        self.steps, self.started, self.owner = steps, started, owner
+    def __init__(self, steps, owner):
+        self.steps, self.owner = steps, owner
         self.waiters = []                   # (principal, Deferred)
 
 
@@ -85,7 +86,7 @@ class Checks:
         self.admit([key], who, what, privileged)
         run = self.runs.get(key)
         if run is None:
-            run = self.runs[key] = Run(start(), self.clock(), who)
+            run = self.runs[key] = Run(start(), who)
             self.loop.call_soon(lambda: self._slice(key, run))
         waiting = Deferred()
         run.waiters.append((who, waiting))
@@ -155,7 +156,6 @@ MAX_WALKS = 64             # homes walked at once (their own Checks: a flood of 
 
 def walk_homes(d):
     """Have diskspace walk big homes a slice per loop turn (diskspace.use_walker)."""
-    from .. import diskspace
     walks = d.home_walks = Checks(d.loop, lambda e: e, max_runs=MAX_WALKS)
 
     def walker(root, steps, started):

@@ -37,6 +37,7 @@ from .errors import (ContextError, DiskReserved, InvalidArgument, PermissionDeni
                      StoreError, StoreFullError, StoreReadOnlyError)
 from .goals import Goals
 from .memories import Memories, check_digests_steps
+from ..steps import finish
 from .quota import Pressure, Quotas
 from .sharing import Sharing
 from .migrations import ROW_BYTES
@@ -224,7 +225,7 @@ class ContextStore(Upkeep, Sharing):
 
     def check_digests(self, caller):
         """Every stored memory text against its sha256 digest, in the scopes the caller may read."""
-        return jr.finish(self.check_digests_steps(caller))
+        return finish(self.check_digests_steps(caller))
 
     def check_digests_steps(self, caller):
         """check_digests() a batch at a time (a generator: memories.check_digests_steps)."""

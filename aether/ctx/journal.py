@@ -23,8 +23,8 @@ and DELETE, so the store's own code cannot change history either.
 
 import hashlib
 import json
-import time
 
+from ..steps import Pace, finish
 from .errors import InvalidArgument
 from .migrations import GENESIS
 from .validate import MAX_BODY_BYTES
@@ -157,28 +157,6 @@ def verify_steps(db, batch=4096, until=None):
             "head": {"seq": last[0], "hash": last[9]} if last else {"seq": 0, "hash": GENESIS}}
 
 
-class Pace:
-    """Rows per batch, kept near TARGET seconds a batch whatever the rows hold: it starts at
-    FIRST rows, doubles (up to ``most``) after a quick batch and halves after a slow one."""
-
-    FIRST, TARGET = 16, 0.004
-
-    def __init__(self, most, clock=time.monotonic):
-        self.most, self.clock = most, clock
-        self.rows, self.began = min(most, self.FIRST), None
-
-    def start(self):
-        self.began = self.clock()
-        return self.rows
-
-    def done(self):
-        took = self.clock() - self.began
-        if took > 2 * self.TARGET:
-            self.rows = max(1, self.rows // 2)
-        elif took < self.TARGET / 2:
-            self.rows = min(self.most, self.rows * 2)
-
-
 def check_anchor(db, result, anchor):
     """verify_steps' answer, checked against an anchor (seq, hash) from ``anchor``: the entry
     must still be there with that hash."""
@@ -196,15 +174,6 @@ def check_anchor(db, result, anchor):
     if row[0] != digest:
         return {"ok": False, "seq": seq, "reason": f"entry {seq} differs from the head recorded earlier"}
     return result
-
-
-def finish(steps):
-    """Run a generator of steps (``verify_steps`` and its kin) to its end; its answer."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
 
 
 def anchor(expected_head):

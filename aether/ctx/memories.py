@@ -21,7 +21,7 @@ import hashlib
 
 from . import terms as fts
 from .errors import Conflict, NotFound
-from .journal import Pace, finish
+from ..steps import Pace, finish
 
 COLUMNS = ("id, scope_id, kind, text, tags, importance, pinned, tokens, author, created_at, "
            "last_used, state, state_at, compaction_id, digest")

@@ -32,7 +32,8 @@ import json
 
 from . import access as acl
 from .errors import InvalidArgument, NotFound, PermissionDenied, QuotaExceeded
-from .journal import Pace, canonical, finish
+from ..steps import Pace, finish
+from .journal import canonical
 from .migrations import GENESIS, ROW_BYTES
 
 MAX_TEXT = 32_000            # characters of an input's text
